@@ -1,0 +1,37 @@
+"""The aiohttp application: every route is registered here, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api import health, openapi
+from api.errors import error_middleware
+from api.keys import CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
+from api.ports import Lifecycle, ScheduleEvents
+from storage.clock import Clock
+from storage.identities import DirectoryRef
+from storage.store import Store
+
+DEVIN_BASES = ("/v3/organizations/{org_id}", "/v3beta1/organizations/{org_id}")
+
+
+def create_app(
+    *,
+    store: Store,
+    events: ScheduleEvents,
+    directory: DirectoryRef,
+    clock: Clock,
+    lifecycle: Lifecycle,
+    settings: ApiSettings,
+) -> web.Application:
+    """Build the app with every route; nothing starts until it is run."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[STORE] = store
+    app[EVENTS] = events
+    app[DIRECTORY] = directory
+    app[CLOCK] = clock
+    app[LIFECYCLE] = lifecycle
+    app[SETTINGS] = settings
+    health.add_routes(app)
+    app.router.add_get("/openapi.json", openapi.serve_openapi)
+    return app

@@ -1,0 +1,30 @@
+"""Typed keys of what the app holds, set once by `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from api.ports import Lifecycle, ScheduleEvents
+from storage.clock import Clock
+from storage.identities import DirectoryRef
+from storage.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The parts of the configuration the HTTP layer reads."""
+
+    max_body_bytes: int = 1_048_576
+    agentscope_enabled: bool = False
+    agentscope_org: str = "org-local"
+    agentscope_require_token: bool = False
+
+
+STORE = web.AppKey("store", Store)
+EVENTS = web.AppKey("events", ScheduleEvents)
+DIRECTORY = web.AppKey("directory", DirectoryRef)
+CLOCK = web.AppKey("clock", Clock)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+SETTINGS = web.AppKey("settings", ApiSettings)

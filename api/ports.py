@@ -1,0 +1,35 @@
+"""What the HTTP layer needs from the rest of the daemon, declared here and injected by it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from storage.domain import Run, Schedule
+
+
+class ScheduleEvents(Protocol):
+    """The engine, as the API sees it."""
+
+    async def changed(self, schedule: Schedule) -> None:
+        """`schedule` was created, edited, enabled, disabled or deleted (as stored now).
+
+        Returns once the engine's timers reflect it, so the change is in effect before the
+        HTTP answer is sent.
+        """
+        ...
+
+    async def trigger(self, schedule: Schedule, *, by: str) -> Run:
+        """Fire `schedule` now (trigger `manual`); return the run, still `launching`.
+
+        The launch itself finishes in the background.
+        """
+        ...
+
+
+class Lifecycle(Protocol):
+    """The daemon's run state, for `/readyz`."""
+
+    @property
+    def state(self) -> str:
+        """`starting`, `serving` or `stopping`; only `serving` is ready."""
+        ...

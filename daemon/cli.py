@@ -1,0 +1,127 @@
+"""`agentcron` command line: serve, check-config, cron next, token new (and the operator CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage import cron
+from storage.identities import token_sha256
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from daemon.config import ConfigError
+    from daemon.service import serve
+
+    try:
+        return serve(Path(args.config))
+    except ConfigError as exc:
+        print(f"agentcron: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from daemon.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.config}: ok ({len(config.orgs)} orgs, {len(config.service_users)} service users, "
+        f"{len(config.schedules)} schedules, {len(config.playbooks)} playbooks)"
+    )
+    return 0
+
+
+def _parse_after(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    instant = datetime.fromisoformat(text)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def _cron_next(args: argparse.Namespace) -> int:
+    try:
+        after = _parse_after(args.after)
+    except ValueError:
+        print(f"agentcron: invalid --after '{args.after}': expected ISO-8601", file=sys.stderr)
+        return 1
+    try:
+        instants = cron.upcoming_fires(args.expr, args.timezone, after, args.n)
+    except (cron.CronError, cron.TimezoneError) as exc:
+        print(f"agentcron: {exc}", file=sys.stderr)
+        return 1
+    for instant in instants:
+        print(instant.isoformat())
+    return 0
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    token = args.prefix + secrets.token_urlsafe(32)
+    print(f"token:  {token}")
+    print(f"sha256: {token_sha256(token)}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentcron", description="Cron for AI-agent sessions.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the daemon in the foreground")
+    serve.add_argument("--config", required=True, help="path of the TOML configuration")
+    serve.set_defaults(func=_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=_check_config)
+
+    cron_cmd = commands.add_parser("cron", help="cron expression tools")
+    cron_sub = cron_cmd.add_subparsers(dest="cron_command", required=True)
+    nxt = cron_sub.add_parser("next", help="print the next fire instants of an expression")
+    nxt.add_argument("expr")
+    nxt.add_argument("--timezone", default="UTC")
+    nxt.add_argument("--after", help="ISO-8601 instant (default: now); naive means UTC")
+    nxt.add_argument("-n", type=_positive, default=5, help="how many instants (default 5)")
+    nxt.set_defaults(func=_cron_next)
+
+    token = commands.add_parser("token", help="service-user tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    new = token_sub.add_parser("new", help="print a fresh token and its sha256")
+    new.add_argument("--prefix", default="cog_")
+    new.set_defaults(func=_token_new)
+
+    _add_operator_commands(commands)
+    return parser
+
+
+def _add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from daemon.operator_cli import add_commands
+    except ImportError:
+        return
+    add_commands(commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

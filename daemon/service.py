@@ -1,0 +1,172 @@
+"""The composition root: store -> engine -> HTTP, brought up in order and torn down in reverse.
+
+`Daemon.run()` is the whole life of `agentcron serve`: it opens the store, recovers runs a
+crash left behind, starts the engine and the HTTP server, tells systemd it is ready, then
+waits for a signal. SIGTERM/SIGINT stop it gracefully; SIGHUP reloads the configuration.
+If any background task dies the daemon logs it and exits non-zero, so systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+from enum import StrEnum
+from pathlib import Path
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from api.app import create_app
+from api.keys import ApiSettings
+from daemon.config import Config
+from daemon.engine import Engine
+from daemon.identity import build_directory
+from daemon.launchers import build_launcher
+from daemon.notify import Notifier
+from daemon.reload import Reloader
+from daemon.sdnotify import SystemdNotifier, run_watchdog
+from storage.clock import Clock, SystemClock
+from storage.identities import DirectoryRef
+from storage.store import Store
+
+log = structlog.get_logger("agentcron.daemon")
+
+
+class RunState(StrEnum):
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+
+
+def api_settings(config: Config) -> ApiSettings:
+    return ApiSettings(
+        max_body_bytes=config.server.max_body_bytes,
+        agentscope_enabled=config.agentscope.enabled,
+        agentscope_org=config.agentscope.org,
+        agentscope_require_token=config.agentscope.require_token,
+    )
+
+
+class Daemon:
+    """One run of the daemon on one configuration file."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.state = RunState.STARTING
+        self.systemd = SystemdNotifier.from_environ()
+        self._stop = asyncio.Event()
+        self._critical: set[asyncio.Task[object]] = set()
+
+    async def run(self) -> int:
+        """Serve until stopped; return the process exit code."""
+        async with AsyncExitStack() as stack:
+            await self._start(stack)
+            code = await self._serve()
+            self.state = RunState.STOPPING
+            self.systemd.stopping()
+            log.info("daemon_stopping", grace_s=self.config.scheduler.shutdown_grace)
+        log.info("daemon_stopped", exit_code=code)
+        return code
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        config = self.config
+        store = await Store.open(config.storage.path)
+        stack.push_async_callback(store.close)
+        directory = DirectoryRef(build_directory(config))
+        await store.replace_identities(directory.current)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        notifier = Notifier(config.notify, http=http)
+        await notifier.start()
+        stack.push_async_callback(notifier.stop)
+        engine = Engine(
+            store,
+            directory=directory,
+            clock=self.clock,
+            settings=config.scheduler,
+            launcher=build_launcher(config.launcher, http=http, workdir=config.source_path.parent),
+            on_finished=notifier.run_finished,
+        )
+        self.reloader = Reloader(
+            self, store=store, engine=engine, notifier=notifier, directory=directory, http=http
+        )
+        await self.reloader.bootstrap(config)
+        await engine.start()
+        stack.push_async_callback(engine.stop, config.scheduler.shutdown_grace)
+        await self._start_http(stack, store, engine, directory)
+        self._watch(store.db.writer_task, *engine.background_tasks())
+        if self.systemd.watchdog_interval is not None:
+            self._watch(asyncio.create_task(run_watchdog(self.systemd, engine.healthy)))
+        self.state = RunState.SERVING
+        self.systemd.ready()
+        log.info("daemon_ready", listen=config.server.listen, storage=str(config.storage.path))
+
+    async def _start_http(
+        self, stack: AsyncExitStack, store: Store, engine: Engine, directory: DirectoryRef
+    ) -> None:
+        app = create_app(
+            store=store,
+            events=engine,
+            directory=directory,
+            clock=self.clock,
+            lifecycle=self,
+            settings=api_settings(self.config),
+        )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
+        await site.start()
+
+    def _watch(self, *tasks: asyncio.Task[object] | None) -> None:
+        self._critical.update(task for task in tasks if task is not None)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+
+    def _reload_soon(self) -> None:
+        self._watch(asyncio.create_task(self.reloader.reload(), name="reload"))
+
+    async def _serve(self) -> int:
+        self._install_signals()
+        stop = asyncio.create_task(self._stop.wait(), name="stop-signal")
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {stop, *self._critical}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stop in done:
+                    return 0
+                if self._background_task_died(done):
+                    return 1
+        finally:
+            stop.cancel()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def _background_task_died(self, done: set[asyncio.Task[object]]) -> bool:
+        died = False
+        for task in done:
+            self._critical.discard(task)
+            if task.get_name() == "reload" and not task.cancelled() and task.exception() is None:
+                continue
+            error = None if task.cancelled() else task.exception()
+            log.error("background_task_died", task=task.get_name(), error=repr(error))
+            died = True
+        return died
+
+
+def serve(config_path: Path) -> int:
+    """Run the daemon on `config_path` until it stops; return the exit code."""
+    from daemon.config import load_config
+    from daemon.logs import configure_logging
+
+    config = load_config(config_path)
+    configure_logging(config.logging.level, config.logging.format)
+    return asyncio.run(Daemon(config).run())

@@ -1,0 +1,67 @@
+"""Stable string values of the domain enumerations (on the wire and in the database)."""
+
+from enum import StrEnum
+
+
+class ScheduleType(StrEnum):
+    RECURRING = "recurring"
+    ONE_TIME = "one_time"
+
+
+class NotifyOn(StrEnum):
+    ALWAYS = "always"
+    FAILURE = "failure"
+    NEVER = "never"
+
+
+class Overlap(StrEnum):
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+    ALLOW = "allow"
+
+
+class PermissionMode(StrEnum):
+    DEFAULT = "default"
+    ACCEPT_EDITS = "accept_edits"
+    EXPLORE = "explore"
+    BYPASS = "bypass"
+    DONT_ASK = "dont_ask"
+
+
+class Source(StrEnum):
+    USER = "USER"
+    AGENT = "AGENT"
+
+
+class DevinAgent(StrEnum):
+    DEVIN = "devin"
+    DATA_ANALYST = "data_analyst"
+    ADVANCED = "advanced"
+
+
+class RunTrigger(StrEnum):
+    CRON = "cron"
+    ONE_TIME = "one_time"
+    MANUAL = "manual"
+    CATCHUP = "catchup"
+
+
+class RunStatus(StrEnum):
+    LAUNCHING = "launching"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_failure(self) -> bool:
+        """Outcomes that count against `consecutive_failures`."""
+        return self in (RunStatus.FAILED, RunStatus.INTERRUPTED)
+
+
+class Permission(StrEnum):
+    MANAGE_ORG_SCHEDULES = "ManageOrgSchedules"
+    IMPERSONATE_ORG_SESSIONS = "ImpersonateOrgSessions"
+    MANAGE_ORG_PLAYBOOKS = "ManageOrgPlaybooks"
+    USE_DEVIN_SESSIONS = "UseDevinSessions"

@@ -1,0 +1,519 @@
+"""The store: every read and write of agentcron's state, behind one documented interface.
+
+Callers get immutable values from `storage.domain`; SQLAlchemy never leaves this package.
+Every write method runs as one operation of the writer's group commit (see `storage.db`):
+it is atomic, and it returns only once its transaction is durable on disk.
+
+Errors: `NotFound` for a missing (or soft-deleted, or other org's) object; `StoreUnavailable`
+when the database cannot be read or written; exceptions raised by a caller's `check` pass
+through unchanged, and then nothing was written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Row, Table, and_, delete, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from storage.db import Database
+from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
+from storage.enums import (
+    NotifyOn,
+    Overlap,
+    PermissionMode,
+    RunStatus,
+    RunTrigger,
+    ScheduleType,
+    Source,
+)
+from storage.identities import Directory
+from storage.tables import ORGS, PLAYBOOKS, RUNS, SCHEDULES, SERVICE_USERS, USERS
+from storage.timing import TIMING_FIELDS, next_run_after
+
+T = TypeVar("T")
+
+_SCHEDULE_ENUMS: dict[str, Callable[[Any], Any]] = {
+    "schedule_type": ScheduleType,
+    "notify_on": NotifyOn,
+    "permission_mode": PermissionMode,
+    "source": Source,
+    "overlap": Overlap,
+}
+_SCHEDULE_COLUMNS = frozenset(c.name for c in SCHEDULES.columns)
+
+
+class NotFound(LookupError):
+    """The object does not exist, is deleted, or belongs to another org."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list and the total number of items across all pages."""
+
+    items: list[T]
+    total: int
+
+
+def _schedule(row: Row[Any]) -> Schedule:
+    values = dict(row._mapping)
+    for name, enum in _SCHEDULE_ENUMS.items():
+        values[name] = enum(values[name])
+    return Schedule(**values)
+
+
+def _run(row: Row[Any]) -> Run:
+    values = dict(row._mapping)
+    values["trigger"] = RunTrigger(values["trigger"])
+    values["status"] = RunStatus(values["status"])
+    return Run(**values)
+
+
+def _playbook(row: Row[Any]) -> Playbook:
+    return Playbook(**row._mapping)
+
+
+def _values(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _live_schedule(conn: Connection, schedule_id: str, org_id: str | None) -> Schedule:
+    query = select(SCHEDULES).where(SCHEDULES.c.id == schedule_id, SCHEDULES.c.deleted_at.is_(None))
+    if org_id is not None:
+        query = query.where(SCHEDULES.c.org_id == org_id)
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"schedule '{schedule_id}' not found")
+    return _schedule(row)
+
+
+def _changed_schedule(current: Schedule, changes: Mapping[str, Any], now: datetime) -> Schedule:
+    unknown = set(changes) - _SCHEDULE_COLUMNS
+    if unknown:
+        raise ValueError(f"not schedule columns: {sorted(unknown)}")
+    merged = dataclasses.replace(current, **changes)
+    if TIMING_FIELDS.intersection(changes) and "next_run_at" not in changes:
+        merged = dataclasses.replace(merged, next_run_at=next_run_after(merged, now))
+    return dataclasses.replace(merged, updated_at=now, version=current.version + 1)
+
+
+def _write_schedule(conn: Connection, before: Schedule, after: Schedule) -> None:
+    values = {
+        name: getattr(after, name)
+        for name in _SCHEDULE_COLUMNS
+        if getattr(after, name) != getattr(before, name)
+    }
+    conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == after.id).values(values))
+
+
+def _page(
+    conn: Connection, table: Table, where: Any, order: Sequence[Any], limit: int, offset: int
+) -> tuple[list[Row[Any]], int]:
+    total = conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
+    rows = conn.execute(
+        select(table).where(where).order_by(*order).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total)
+
+
+class Store:
+    """agentcron's persistent state. Open with `await Store.open(path)`, close with `close()`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open or create the database file. Raises SchemaError / StoreUnavailable."""
+        return cls(await Database.open(path))
+
+    async def close(self) -> None:
+        """Commit queued writes and close the file."""
+        await self.db.close()
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def create_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+        """Insert `schedule` with its `next_run_at` computed from `now`; return what was stored."""
+        stored = dataclasses.replace(schedule, next_run_at=next_run_after(schedule, now))
+
+        def op(conn: Connection) -> Schedule:
+            conn.execute(insert(SCHEDULES).values(_values(stored)))
+            return stored
+
+        return await self.db.write(op)
+
+    async def get_schedule(self, schedule_id: str, *, org_id: str | None = None) -> Schedule:
+        """The live schedule `schedule_id` (of `org_id` when given). Raises NotFound."""
+        return await self.db.read(lambda conn: _live_schedule(conn, schedule_id, org_id))
+
+    async def list_schedules(
+        self, org_id: str, *, limit: int, offset: int, owner_user_id: str | None = None
+    ) -> Page[Schedule]:
+        """Live schedules of an org (optionally of one owner), oldest first, paged."""
+        where = and_(SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None))
+        if owner_user_id is not None:
+            where = and_(where, SCHEDULES.c.owner_user_id == owner_user_id)
+        order = (SCHEDULES.c.created_at, SCHEDULES.c.id)
+
+        def op(conn: Connection) -> Page[Schedule]:
+            rows, total = _page(conn, SCHEDULES, where, order, limit, offset)
+            return Page([_schedule(r) for r in rows], total)
+
+        return await self.db.read(op)
+
+    async def find_schedule_by_name(self, org_id: str, name: str) -> Schedule | None:
+        """The live schedule named `name` in `org_id`, or None."""
+
+        def op(conn: Connection) -> Schedule | None:
+            row = conn.execute(
+                select(SCHEDULES).where(
+                    SCHEDULES.c.org_id == org_id,
+                    SCHEDULES.c.name == name,
+                    SCHEDULES.c.deleted_at.is_(None),
+                )
+            ).first()
+            return None if row is None else _schedule(row)
+
+        return await self.db.read(op)
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        changes: Mapping[str, Any],
+        *,
+        now: datetime,
+        org_id: str | None = None,
+        check: Callable[[Schedule, Schedule], None] | None = None,
+    ) -> Schedule:
+        """Apply `changes` (column name -> value) atomically; return the schedule after them.
+
+        Bumps `updated_at` and `version` (even for empty changes: the caller asked for a write).
+        `next_run_at` is recomputed from `now` when a timing field changes. `check(before, after)`
+        runs inside the transaction and may raise to refuse the change: nothing is written then.
+        Raises NotFound.
+        """
+
+        def op(conn: Connection) -> Schedule:
+            before = _live_schedule(conn, schedule_id, org_id)
+            after = _changed_schedule(before, changes, now)
+            if check is not None:
+                check(before, after)
+            _write_schedule(conn, before, after)
+            return after
+
+        return await self.db.write(op)
+
+    async def delete_schedule(
+        self, schedule_id: str, *, now: datetime, org_id: str | None = None, by: str | None = None
+    ) -> Schedule:
+        """Soft-delete: it disappears from reads and never fires again. Raises NotFound."""
+        changes = {"deleted_at": now, "next_run_at": None, "last_edited_by": by}
+        return await self.update_schedule(schedule_id, changes, now=now, org_id=org_id)
+
+    # -- engine ----------------------------------------------------------------------------
+
+    async def due_schedules(self, until: datetime, *, limit: int) -> list[Schedule]:
+        """Active schedules whose `next_run_at` is at or before `until`, soonest first."""
+        query = (
+            select(SCHEDULES)
+            .where(
+                SCHEDULES.c.next_run_at <= until,
+                SCHEDULES.c.enabled.is_(True),
+                SCHEDULES.c.deleted_at.is_(None),
+            )
+            .order_by(SCHEDULES.c.next_run_at)
+            .limit(limit)
+        )
+        return await self.db.read(lambda conn: [_schedule(r) for r in conn.execute(query)])
+
+    async def advance_schedules(
+        self, moves: Sequence[tuple[str, datetime | None, datetime | None]]
+    ) -> list[str]:
+        """For each (id, expected, new): set `next_run_at = new` where it still equals `expected`.
+
+        The compare-and-set keeps a concurrent edit (which recomputed `next_run_at`) from being
+        overwritten by an engine that computed from the old definition. Returns the ids moved.
+        """
+
+        def op(conn: Connection) -> list[str]:
+            moved = []
+            for schedule_id, expected, new in moves:
+                column = SCHEDULES.c.next_run_at
+                matches = column.is_(None) if expected is None else column == expected
+                result = conn.execute(
+                    update(SCHEDULES)
+                    .where(SCHEDULES.c.id == schedule_id, matches)
+                    .values(next_run_at=new)
+                )
+                if result.rowcount:
+                    moved.append(schedule_id)
+            return moved
+
+        return await self.db.write(op)
+
+    async def claim_runs(self, runs: Sequence[Run]) -> list[Run]:
+        """Insert the runs in one transaction; return those that were new.
+
+        A run whose (schedule_id, scheduled_for) already exists is silently not inserted: that
+        instant was claimed before (by a restart, a double wake-up or another process).
+        """
+
+        def op(conn: Connection) -> list[Run]:
+            claimed = []
+            for run in runs:
+                statement = sqlite_insert(RUNS).values(_values(run)).on_conflict_do_nothing()
+                if conn.execute(statement).rowcount:
+                    claimed.append(run)
+            return claimed
+
+        return await self.db.write(op)
+
+    async def finish_runs(
+        self, outcomes: Sequence[RunOutcome], *, max_consecutive_failures: int
+    ) -> list[FinishedRun]:
+        """Finish each run and fold its outcome into its schedule, all in one transaction.
+
+        Success resets `consecutive_failures`; failure (failed, interrupted) increments it and
+        sets `last_error_at`/`last_error_message`; every launch sets `last_executed_at`.
+        A one_time schedule is disabled after its (scheduled or catch-up) fire. When
+        `max_consecutive_failures > 0` is reached the schedule is disabled with a
+        `paused_reason`. The first session of a stateful schedule is remembered.
+        Runs that are unknown or already finished are ignored.
+        """
+
+        def op(conn: Connection) -> list[FinishedRun]:
+            return [
+                finished
+                for outcome in outcomes
+                if (finished := _finish_run(conn, outcome, max_consecutive_failures)) is not None
+            ]
+
+        return await self.db.write(op)
+
+    async def record_finished_run(self, run: Run) -> bool:
+        """Insert an already-finished run (skipped, missed) unless its instant was claimed."""
+        claimed = await self.claim_runs([run])
+        return bool(claimed)
+
+    async def interrupt_launching_runs(
+        self, *, now: datetime, max_consecutive_failures: int
+    ) -> list[FinishedRun]:
+        """Mark every run left `launching` by a crash `interrupted`, counted as a failure."""
+        stuck = await self.db.read(
+            lambda conn: list(
+                conn.execute(
+                    select(RUNS.c.id).where(RUNS.c.status == RunStatus.LAUNCHING)
+                ).scalars()
+            )
+        )
+        outcomes = [
+            RunOutcome(
+                run_id=run_id,
+                status=RunStatus.INTERRUPTED,
+                finished_at=now,
+                error="interrupted: agentcron stopped while the session was launching",
+            )
+            for run_id in stuck
+        ]
+        return await self.finish_runs(outcomes, max_consecutive_failures=max_consecutive_failures)
+
+    async def get_run(self, run_id: str) -> Run:
+        """The run `run_id`. Raises NotFound."""
+
+        def op(conn: Connection) -> Run:
+            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one_or_none()
+            if row is None:
+                raise NotFound(f"run '{run_id}' not found")
+            return _run(row)
+
+        return await self.db.read(op)
+
+    async def list_runs(self, schedule_id: str, *, limit: int, offset: int) -> Page[Run]:
+        """Runs of a schedule, newest first (by nominal instant), paged."""
+        where = RUNS.c.schedule_id == schedule_id
+        order = (RUNS.c.scheduled_for.desc(), RUNS.c.started_at.desc())
+
+        def op(conn: Connection) -> Page[Run]:
+            rows, total = _page(conn, RUNS, where, order, limit, offset)
+            return Page([_run(r) for r in rows], total)
+
+        return await self.db.read(op)
+
+    # -- playbooks -------------------------------------------------------------------------
+
+    async def create_playbook(self, playbook: Playbook) -> Playbook:
+        """Insert a playbook; return it."""
+
+        def op(conn: Connection) -> Playbook:
+            conn.execute(insert(PLAYBOOKS).values(_values(playbook)))
+            return playbook
+
+        return await self.db.write(op)
+
+    async def upsert_playbook(self, playbook: Playbook) -> Playbook:
+        """Insert or replace the playbook with this id (keeps the original `created_at`)."""
+
+        def op(conn: Connection) -> Playbook:
+            values = _values(playbook)
+            statement = sqlite_insert(PLAYBOOKS).values(values)
+            keep = {"id", "created_at", "created_by"}
+            statement = statement.on_conflict_do_update(
+                index_elements=["id"],
+                set_={k: statement.excluded[k] for k in values if k not in keep},
+            )
+            conn.execute(statement)
+            row = conn.execute(select(PLAYBOOKS).where(PLAYBOOKS.c.id == playbook.id)).one()
+            return _playbook(row)
+
+        return await self.db.write(op)
+
+    async def get_playbook(self, playbook_id: str, *, org_id: str | None = None) -> Playbook:
+        """The live playbook (of `org_id` when given). Raises NotFound."""
+        return await self.db.read(lambda conn: _live_playbook(conn, playbook_id, org_id))
+
+    async def playbook_titles(self, playbook_ids: Iterable[str]) -> dict[str, str]:
+        """Titles of the given live playbooks, by id (unknown ids are absent)."""
+        ids = sorted(set(playbook_ids))
+        if not ids:
+            return {}
+        query = select(PLAYBOOKS.c.id, PLAYBOOKS.c.title).where(
+            PLAYBOOKS.c.id.in_(ids), PLAYBOOKS.c.deleted_at.is_(None)
+        )
+        return await self.db.read(lambda conn: {r.id: r.title for r in conn.execute(query)})
+
+    async def list_playbooks(
+        self, org_id: str, *, first: int, after: str | None
+    ) -> tuple[list[Playbook], bool]:
+        """Live playbooks of an org ordered by id, `first` of them after the id `after`.
+
+        Returns the page and whether more follow.
+        """
+        where = and_(PLAYBOOKS.c.org_id == org_id, PLAYBOOKS.c.deleted_at.is_(None))
+        if after is not None:
+            where = and_(where, PLAYBOOKS.c.id > after)
+        query = select(PLAYBOOKS).where(where).order_by(PLAYBOOKS.c.id).limit(first + 1)
+
+        def op(conn: Connection) -> tuple[list[Playbook], bool]:
+            rows = [_playbook(r) for r in conn.execute(query)]
+            return rows[:first], len(rows) > first
+
+        return await self.db.read(op)
+
+    async def count_playbooks(self, org_id: str) -> int:
+        """How many live playbooks the org has."""
+        query = (
+            select(func.count())
+            .select_from(PLAYBOOKS)
+            .where(PLAYBOOKS.c.org_id == org_id, PLAYBOOKS.c.deleted_at.is_(None))
+        )
+        return await self.db.read(lambda conn: int(conn.execute(query).scalar_one()))
+
+    async def update_playbook(
+        self, playbook_id: str, changes: Mapping[str, Any], *, org_id: str | None = None
+    ) -> Playbook:
+        """Apply `changes` to a live playbook; return it. Raises NotFound."""
+
+        def op(conn: Connection) -> Playbook:
+            current = _live_playbook(conn, playbook_id, org_id)
+            updated = dataclasses.replace(current, **changes)
+            conn.execute(
+                update(PLAYBOOKS).where(PLAYBOOKS.c.id == playbook_id).values(_values(updated))
+            )
+            return updated
+
+        return await self.db.write(op)
+
+    # -- identities ------------------------------------------------------------------------
+
+    async def replace_identities(self, directory: Directory) -> None:
+        """Replace every org, user and service user with those of `directory`."""
+
+        def op(conn: Connection) -> None:
+            for table in (ORGS, USERS, SERVICE_USERS):
+                conn.execute(delete(table))
+            for org in directory.orgs.values():
+                conn.execute(insert(ORGS).values(id=org.id, name=org.name))
+            for user in directory.users.values():
+                conn.execute(
+                    insert(USERS).values(
+                        id=user.id, orgs=sorted(user.orgs), permissions=sorted(user.permissions)
+                    )
+                )
+            for su in directory.service_users_by_hash.values():
+                conn.execute(
+                    insert(SERVICE_USERS).values(
+                        id=su.id,
+                        org_id=su.org_id,
+                        permissions=sorted(su.permissions),
+                        token_hash=su.token_hash,
+                    )
+                )
+
+        await self.db.write(op)
+
+
+def _live_playbook(conn: Connection, playbook_id: str, org_id: str | None) -> Playbook:
+    query = select(PLAYBOOKS).where(PLAYBOOKS.c.id == playbook_id, PLAYBOOKS.c.deleted_at.is_(None))
+    if org_id is not None:
+        query = query.where(PLAYBOOKS.c.org_id == org_id)
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"playbook '{playbook_id}' not found")
+    return _playbook(row)
+
+
+def _finish_run(conn: Connection, outcome: RunOutcome, max_failures: int) -> FinishedRun | None:
+    row = conn.execute(select(RUNS).where(RUNS.c.id == outcome.run_id)).one_or_none()
+    if row is None or row.status != RunStatus.LAUNCHING:
+        return None
+    run = dataclasses.replace(
+        _run(row),
+        status=outcome.status,
+        finished_at=outcome.finished_at,
+        attempts=outcome.attempts,
+        identity=outcome.identity or row.identity,
+        session_id=outcome.session_id,
+        session_url=outcome.session_url,
+        error=outcome.error,
+    )
+    conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(_values(run)))
+    before = _schedule(
+        conn.execute(select(SCHEDULES).where(SCHEDULES.c.id == run.schedule_id)).one()
+    )
+    after = _bookkeeping(before, run, max_failures)
+    _write_schedule(conn, before, after)
+    auto_paused = after.paused_reason is not None and before.paused_reason != after.paused_reason
+    return FinishedRun(run=run, schedule=after, auto_paused=auto_paused)
+
+
+def _bookkeeping(schedule: Schedule, run: Run, max_failures: int) -> Schedule:
+    """The schedule after `run` finished (pure)."""
+    changes: dict[str, Any] = {"last_executed_at": run.started_at}
+    if run.status == RunStatus.SUCCEEDED:
+        changes["consecutive_failures"] = 0
+    elif run.status.is_failure:
+        failures = schedule.consecutive_failures + 1
+        changes |= {
+            "consecutive_failures": failures,
+            "last_error_at": run.finished_at,
+            "last_error_message": run.error,
+        }
+        if max_failures > 0 and failures >= max_failures and schedule.enabled:
+            changes |= {
+                "enabled": False,
+                "next_run_at": None,
+                "paused_reason": f"auto-paused after {failures} consecutive failures: {run.error}",
+            }
+    fired_one_time = run.trigger in (RunTrigger.ONE_TIME, RunTrigger.CATCHUP)
+    if schedule.schedule_type == ScheduleType.ONE_TIME and fired_one_time:
+        changes |= {"enabled": False, "next_run_at": None}
+    if schedule.is_stateful and run.session_id and schedule.stateful_session_id is None:
+        changes["stateful_session_id"] = run.session_id
+    return dataclasses.replace(schedule, **changes)

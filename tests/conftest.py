@@ -1,0 +1,189 @@
+"""Shared fixtures: a real SQLite store in tmp_path, test identities, a real aiohttp server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from api.app import create_app
+from api.keys import ApiSettings
+from storage.domain import Run, Schedule
+from storage.enums import RunTrigger
+from storage.identities import Directory, DirectoryRef, Org, ServiceUser, User, token_sha256
+from storage.store import Store
+
+ORG = "org-local"
+OTHER_ORG = "org-other"
+
+ADMIN_TOKEN = "cog_admin_token"  # every permission in ORG
+SCHEDULER_TOKEN = "cog_scheduler_token"  # ManageOrgSchedules only
+PLAYBOOKS_TOKEN = "cog_playbooks_token"  # ManageOrgPlaybooks only
+NOPERM_TOKEN = "cog_noperm_token"  # no permission at all
+OTHER_TOKEN = "cog_other_token"  # every permission in OTHER_ORG
+
+ALL = frozenset({"ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"})
+
+
+def _service_user(user_id: str, org: str, token: str, permissions: frozenset[str]) -> ServiceUser:
+    return ServiceUser(
+        id=user_id, org_id=org, permissions=permissions, token_hash=token_sha256(token)
+    )
+
+
+def make_directory() -> Directory:
+    """alice: member with UseDevinSessions; bob: member without it; carol: other org only."""
+    return Directory.build(
+        orgs=[Org(ORG, "Local"), Org(OTHER_ORG, "Other")],
+        users=[
+            User("user-alice", frozenset({ORG}), frozenset({"UseDevinSessions"})),
+            User("user-bob", frozenset({ORG}), frozenset()),
+            User("user-carol", frozenset({OTHER_ORG}), frozenset({"UseDevinSessions"})),
+        ],
+        service_users=[
+            _service_user("service-admin", ORG, ADMIN_TOKEN, ALL),
+            _service_user(
+                "service-scheduler", ORG, SCHEDULER_TOKEN, frozenset({"ManageOrgSchedules"})
+            ),
+            _service_user(
+                "service-playbooks", ORG, PLAYBOOKS_TOKEN, frozenset({"ManageOrgPlaybooks"})
+            ),
+            _service_user("service-noperm", ORG, NOPERM_TOKEN, frozenset()),
+            _service_user("service-other", OTHER_ORG, OTHER_TOKEN, ALL),
+        ],
+    )
+
+
+def auth(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class RecordingEvents:
+    """Stands in for the engine where only the API is under test: records what it is told.
+
+    `trigger` claims a real manual run in the store, as the engine does, without launching.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.changed_ids: list[str] = []
+        self.triggered: list[str] = []
+
+    async def changed(self, schedule: Schedule) -> None:
+        self.changed_ids.append(schedule.id)
+
+    async def trigger(self, schedule: Schedule, *, by: str) -> Run:
+        now = datetime.now(UTC)
+        run = Run(
+            schedule_id=schedule.id, scheduled_for=now, trigger=RunTrigger.MANUAL, started_at=now
+        )
+        self.triggered.append(schedule.id)
+        (claimed,) = await self.store.claim_runs([run])
+        return claimed
+
+
+class Serving:
+    state = "serving"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "agentcron.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(db_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def directory() -> DirectoryRef:
+    return DirectoryRef(make_directory())
+
+
+@dataclasses.dataclass
+class ApiHarness:
+    """A real aiohttp server on 127.0.0.1 over a real store; `url(path)` and `http` to call it."""
+
+    server: TestServer
+    http: aiohttp.ClientSession
+    store: Store
+    events: Any
+    directory: DirectoryRef
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def call(
+        self, method: str, path: str, *, token: str | None = ADMIN_TOKEN, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """One request; returns (status, parsed JSON body or None)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers.update(auth(token))
+        async with self.http.request(method, self.url(path), headers=headers, **kwargs) as response:
+            body = await response.read()
+            parsed = await response.json(content_type=None) if body else None
+            return response.status, parsed
+
+
+@pytest.fixture
+async def api_factory(store: Store, directory: DirectoryRef) -> AsyncIterator[Callable[..., Any]]:
+    """`await api_factory(events=None, settings=None, clock=None)` starts a server; closed after."""
+    started: list[tuple[TestServer, aiohttp.ClientSession]] = []
+
+    async def start(
+        events: Any = None, settings: ApiSettings | None = None, clock: Any = None
+    ) -> ApiHarness:
+        events = events if events is not None else RecordingEvents(store)
+        app = create_app(
+            store=store,
+            events=events,
+            directory=directory,
+            clock=clock if clock is not None else _Now(),
+            lifecycle=Serving(),
+            settings=settings or ApiSettings(agentscope_enabled=True),
+        )
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        http = aiohttp.ClientSession()
+        started.append((server, http))
+        return ApiHarness(server, http, store, events, directory)
+
+    yield start
+    for server, http in started:
+        await http.close()
+        await server.close()
+
+
+class _Now:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@pytest.fixture
+async def api(api_factory: Callable[..., Any]) -> ApiHarness:
+    """The API over the shared store, with RecordingEvents and the AgentScope façade enabled."""
+    harness: ApiHarness = await api_factory()
+    return harness
