@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Row, Table, and_, delete, func, insert, select, update
+from sqlalchemy import Row, Table, and_, delete, func, insert, literal_column, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -156,11 +156,11 @@ class Store:
     async def list_schedules(
         self, org_id: str, *, limit: int, offset: int, owner_user_id: str | None = None
     ) -> Page[Schedule]:
-        """Live schedules of an org (optionally of one owner), oldest first, paged."""
+        """Live schedules of an org (optionally of one owner) in creation order, paged."""
         where = and_(SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None))
         if owner_user_id is not None:
             where = and_(where, SCHEDULES.c.owner_user_id == owner_user_id)
-        order = (SCHEDULES.c.created_at, SCHEDULES.c.id)
+        order = (SCHEDULES.c.created_at, literal_column("schedules.rowid"))
 
         def op(conn: Connection) -> Page[Schedule]:
             rows, total = _page(conn, SCHEDULES, where, order, limit, offset)

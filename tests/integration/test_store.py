@@ -1,0 +1,251 @@
+"""The store against a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage.db import SCHEMA_VERSION, SchemaError, integrity_check
+from storage.domain import Run, RunOutcome, Schedule
+from storage.enums import RunStatus, RunTrigger, ScheduleType
+from storage.store import NotFound, Store
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def one_time(name: str = "release notes", *, at: datetime = NOW + timedelta(hours=1)) -> Schedule:
+    return Schedule(
+        org_id="org-local",
+        name=name,
+        prompt="write the release notes",
+        created_at=NOW,
+        updated_at=NOW,
+        schedule_type=ScheduleType.ONE_TIME,
+        scheduled_at=at,
+    )
+
+
+def recurring(name: str = "triage", cron: str = "0 9 * * 1-5") -> Schedule:
+    return Schedule(
+        org_id="org-local", name=name, prompt="triage", created_at=NOW, updated_at=NOW, cron=cron
+    )
+
+
+def launching(schedule: Schedule, at: datetime = NOW) -> Run:
+    return Run(schedule_id=schedule.id, scheduled_for=at, trigger=RunTrigger.CRON, started_at=at)
+
+
+async def test_create_then_get_returns_the_same_values(store: Store) -> None:
+    created = await store.create_schedule(one_time(), now=NOW)
+    assert created.next_run_at == NOW + timedelta(hours=1)
+    assert await store.get_schedule(created.id) == created
+    assert created.id.startswith("sched-") and len(created.id) == len("sched-") + 32
+
+
+async def test_recurring_next_run_at_follows_the_cron(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)  # a Monday, 12:00 UTC
+    assert created.next_run_at == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+async def test_update_changes_only_given_fields_and_bumps_version(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    later = NOW + timedelta(minutes=5)
+    updated = await store.update_schedule(created.id, {"name": "renamed"}, now=later)
+    assert (updated.name, updated.prompt, updated.version) == ("renamed", "triage", 2)
+    assert updated.updated_at == later and updated.next_run_at == created.next_run_at
+    assert await store.get_schedule(created.id) == updated
+
+
+async def test_timing_change_recomputes_next_run(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    updated = await store.update_schedule(created.id, {"cron": "30 12 * * *"}, now=NOW)
+    assert updated.next_run_at == datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
+    disabled = await store.update_schedule(created.id, {"enabled": False}, now=NOW)
+    assert disabled.next_run_at is None
+
+
+async def test_a_refusing_check_writes_nothing(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+
+    def refuse(before: Schedule, after: Schedule) -> None:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await store.update_schedule(created.id, {"name": "x"}, now=NOW, check=refuse)
+    assert await store.get_schedule(created.id) == created
+
+
+async def test_soft_delete_hides_and_other_orgs_do_not_see(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    with pytest.raises(NotFound):
+        await store.get_schedule(created.id, org_id="org-other")
+    deleted = await store.delete_schedule(created.id, now=NOW, by="service-admin")
+    assert deleted.deleted_at == NOW and deleted.next_run_at is None
+    with pytest.raises(NotFound):
+        await store.get_schedule(created.id)
+    assert (await store.list_schedules("org-local", limit=10, offset=0)).total == 0
+    assert await store.due_schedules(NOW + timedelta(days=7), limit=10) == []
+
+
+async def test_list_pages_in_creation_order(store: Store) -> None:
+    for i in range(5):
+        await store.create_schedule(recurring(f"s{i}"), now=NOW)
+    first = await store.list_schedules("org-local", limit=2, offset=0)
+    rest = await store.list_schedules("org-local", limit=10, offset=2)
+    assert first.total == rest.total == 5
+    assert [s.name for s in first.items + rest.items] == ["s0", "s1", "s2", "s3", "s4"]
+
+
+async def test_claiming_an_instant_twice_inserts_once(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    first = await store.claim_runs([launching(schedule)])
+    second = await store.claim_runs([launching(schedule)])  # a fresh id, the same instant
+    assert len(first) == 1 and second == []
+    assert (await store.list_runs(schedule.id, limit=10, offset=0)).total == 1
+
+
+async def test_concurrent_claims_of_one_instant_insert_once(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    results = await asyncio.gather(*(store.claim_runs([launching(schedule)]) for _ in range(20)))
+    assert sum(len(r) for r in results) == 1
+
+
+async def test_failures_count_up_then_reset(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    for i, status in enumerate([RunStatus.FAILED, RunStatus.FAILED, RunStatus.SUCCEEDED]):
+        at = NOW + timedelta(minutes=i)
+        (run,) = await store.claim_runs([launching(schedule, at)])
+        outcome = RunOutcome(run.id, status, at, attempts=1, error=f"boom {i}")
+        (finished,) = await store.finish_runs([outcome], max_consecutive_failures=0)
+        expected = [1, 2, 0][i]
+        assert finished.schedule.consecutive_failures == expected
+    stored = await store.get_schedule(schedule.id)
+    assert stored.last_error_message == "boom 1"
+    assert stored.last_error_at == NOW + timedelta(minutes=1)
+    assert stored.last_executed_at == NOW + timedelta(minutes=2)
+
+
+async def test_reaching_the_failure_limit_auto_pauses(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    paused = []
+    for i in range(2):
+        (run,) = await store.claim_runs([launching(schedule, NOW + timedelta(minutes=i))])
+        outcome = RunOutcome(run.id, RunStatus.FAILED, NOW, error="HTTP 503")
+        (finished,) = await store.finish_runs([outcome], max_consecutive_failures=2)
+        paused.append(finished.auto_paused)
+    assert paused == [False, True]
+    stored = await store.get_schedule(schedule.id)
+    assert not stored.enabled and stored.next_run_at is None
+    assert stored.paused_reason is not None and "2 consecutive failures" in stored.paused_reason
+
+
+async def test_one_time_is_disabled_after_its_fire_even_when_it_failed(store: Store) -> None:
+    schedule = await store.create_schedule(one_time(), now=NOW)
+    run = Run(
+        schedule_id=schedule.id,
+        scheduled_for=schedule.scheduled_at or NOW,
+        trigger=RunTrigger.ONE_TIME,
+        started_at=NOW,
+    )
+    (claimed,) = await store.claim_runs([run])
+    outcome = RunOutcome(claimed.id, RunStatus.FAILED, NOW, error="refused")
+    (finished,) = await store.finish_runs([outcome], max_consecutive_failures=0)
+    assert not finished.schedule.enabled and finished.schedule.next_run_at is None
+
+
+async def test_launching_runs_are_interrupted_at_recovery(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    (run,) = await store.claim_runs([launching(schedule)])
+    (finished,) = await store.interrupt_launching_runs(now=NOW, max_consecutive_failures=0)
+    assert finished.run.id == run.id and finished.run.status == RunStatus.INTERRUPTED
+    assert finished.schedule.consecutive_failures == 1
+    assert await store.interrupt_launching_runs(now=NOW, max_consecutive_failures=0) == []
+
+
+async def test_advance_is_a_compare_and_set(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    due = schedule.next_run_at
+    later = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    assert await store.advance_schedules([(schedule.id, due, later)]) == [schedule.id]
+    assert await store.advance_schedules([(schedule.id, due, NOW)]) == []
+    assert (await store.get_schedule(schedule.id)).next_run_at == later
+
+
+async def test_a_newer_schema_version_is_refused(db_path: Path) -> None:
+    store = await Store.open(db_path)
+    await store.close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaError, match="newer"):
+        await Store.open(db_path)
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("not a database, and precious")
+    with pytest.raises(SchemaError, match="not a SQLite database"):
+        await Store.open(path)
+    assert path.read_text() == "not a database, and precious"
+
+
+async def test_a_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(SchemaError, match="no agentcron schema version"):
+        await Store.open(path)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from storage.domain import Schedule
+    from storage.enums import ScheduleType
+    from storage.store import Store
+
+    async def main():
+        store = await Store.open(Path(sys.argv[1]))
+        now = datetime.now(UTC)
+        i = 0
+        while True:
+            s = Schedule(org_id="org-local", name=f"s{i}", prompt="p", created_at=now,
+                         updated_at=now, schedule_type=ScheduleType.ONE_TIME,
+                         scheduled_at=now + timedelta(days=1))
+            await store.create_schedule(s, now=now)
+            print(s.id, flush=True)   # acknowledged only after the commit returned
+            i += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_committed_rows_survive_kill_9(db_path: Path) -> None:
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WRITER, str(db_path), stdout=subprocess.PIPE, cwd=ROOT
+    )
+    assert writer.stdout is not None
+    acknowledged = []
+    async with asyncio.timeout(30):
+        while len(acknowledged) < 200:
+            acknowledged.append((await writer.stdout.readline()).decode().strip())
+    writer.send_signal(signal.SIGKILL)
+    await writer.wait()
+    store = await Store.open(db_path)
+    try:
+        for schedule_id in acknowledged:
+            await store.get_schedule(schedule_id)
+        assert await integrity_check(store.db) == "ok"
+    finally:
+        await store.close()
