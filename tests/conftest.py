@@ -187,3 +187,18 @@ async def api(api_factory: Callable[..., Any]) -> ApiHarness:
     """The API over the shared store, with RecordingEvents and the AgentScope façade enabled."""
     harness: ApiHarness = await api_factory()
     return harness
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="also run crash loops and soaks")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long checks are opt-in: without --long they are deselected, not skipped."""
+    if config.getoption("--long"):
+        return
+    kept = [item for item in items if item.get_closest_marker("long") is None]
+    deselected = [item for item in items if item.get_closest_marker("long") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
