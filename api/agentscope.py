@@ -1,0 +1,350 @@
+"""The AgentScope-compatible façade: `/schedule`, identified by the `X-User-ID` header.
+
+Served only when `agentscope.enabled`. Every schedule made here belongs to the org
+`agentscope.org`, is owned by the header's user and runs as that user; a user sees and edits
+only their own schedules, and anything else (another user's, deleted, unknown) answers 404
+`Schedule '<id>' not found.`. When `agentscope.require_token` is set a bearer token of a
+service user of that org with ManageOrgSchedules is required as well (401/403 as the Devin
+façade answers).
+
+Every create, edit and delete is handed to the engine (`ScheduleEvents.changed`) before
+the answer is sent, so it is in effect by then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from api.agentscope_models import (
+    CreateScheduleRequest,
+    ScheduleCreated,
+    ScheduleList,
+    ScheduleRecord,
+    SessionItem,
+    SessionList,
+    SessionsQuery,
+    UpdateScheduleRequest,
+)
+from api.auth import authorize
+from api.body import parse_body, parse_query
+from api.errors import ApiError, Unprocessable, unprocessable
+from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
+from api.openapi import operation
+from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
+from storage.domain import Schedule
+from storage.enums import Permission
+from storage.store import NotFound
+
+_TAGS = ("agentscope",)
+_LIST_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The user named by `X-User-ID`, and the org the façade serves."""
+
+    user_id: str
+    org_id: str
+
+
+# -- identity and ownership -----------------------------------------------------------------
+
+
+def caller_of(request: web.Request) -> Caller:
+    """Authenticate the request (token first when required, then `X-User-ID`).
+
+    Absent header: 422 as FastAPI answers a missing required header; empty: 401; a user
+    who is not configured as a member of the façade's org: 401.
+    """
+    settings = request.app[SETTINGS]
+    org_id = settings.agentscope_org
+    if settings.agentscope_require_token:
+        authorize(request, org_id, Permission.MANAGE_ORG_SCHEDULES)
+    user_id = request.headers.get("X-User-ID")
+    if user_id is None:
+        raise unprocessable(["header", "x-user-id"], "Field required", "missing")
+    user_id = user_id.strip()
+    if not user_id:
+        raise ApiError(401, "The X-User-ID header is empty")
+    user = request.app[DIRECTORY].current.users.get(user_id)
+    if user is None or org_id not in user.orgs:
+        raise ApiError(401, f"Unknown user '{user_id}'")
+    return Caller(user_id, org_id)
+
+
+def schedule_not_found(schedule_id: str) -> ApiError:
+    return ApiError(404, f"Schedule '{schedule_id}' not found.")
+
+
+def _require_owner(schedule: Schedule, user_id: str | None) -> None:
+    if schedule.owner_user_id != user_id:
+        raise schedule_not_found(schedule.id)
+
+
+async def owned_schedule(request: web.Request, caller: Caller) -> Schedule:
+    """The live schedule of the path, if the caller owns it; else 404."""
+    schedule_id = request.match_info["schedule_id"]
+    try:
+        schedule = await request.app[STORE].get_schedule(schedule_id, org_id=caller.org_id)
+    except NotFound:
+        raise schedule_not_found(schedule_id) from None
+    _require_owner(schedule, caller.user_id)
+    return schedule
+
+
+# -- validation and translation (pure) --------------------------------------------------
+
+
+def _cron_items(expr: str | None) -> tuple[str | None, list[dict[str, Any]]]:
+    if expr is None:
+        return None, []
+    try:
+        return validate_cron(expr), []
+    except CronError as exc:
+        item = {"loc": ["body", "cron_expression"], "msg": str(exc), "type": "value_error"}
+        return None, [item]
+
+
+def _timezone_items(name: str | None) -> list[dict[str, Any]]:
+    if name is None:
+        return []
+    try:
+        load_timezone(name)
+    except TimezoneError as exc:
+        return [{"loc": ["body", "timezone"], "msg": str(exc), "type": "value_error"}]
+    return []
+
+
+def checked_timing(cron_expression: str | None, timezone: str | None) -> str | None:
+    """The normalised cron (None when not given); 422 naming every bad field."""
+    cron, items = _cron_items(cron_expression)
+    items += _timezone_items(timezone)
+    if items:
+        raise Unprocessable(items)
+    return cron
+
+
+def check_window(start_at: datetime | None, end_at: datetime | None) -> None:
+    """`ended_at` must come after `started_at` when both are set (422)."""
+    if start_at is not None and end_at is not None and end_at <= start_at:
+        raise unprocessable(["body", "ended_at"], "ended_at must be after started_at")
+
+
+def new_schedule(body: CreateScheduleRequest, caller: Caller, now: datetime) -> Schedule:
+    """The schedule a valid create request describes, owned by and running as the caller."""
+    cron = checked_timing(body.cron_expression, body.timezone)
+    check_window(body.started_at, body.ended_at)
+    chat_model = body.chat_model_config
+    return Schedule(
+        org_id=caller.org_id,
+        name=body.name,
+        prompt=body.description,
+        created_at=now,
+        updated_at=now,
+        owner_user_id=caller.user_id,
+        created_by=caller.user_id,
+        last_edited_by=caller.user_id,
+        run_as_user_id=caller.user_id,
+        agent=body.agent_id,
+        cron=cron,
+        timezone=body.timezone,
+        start_at=body.started_at,
+        end_at=body.ended_at,
+        enabled=body.enabled,
+        stateful=body.stateful,
+        permission_mode=body.permission_mode,
+        chat_model_config=None if chat_model is None else chat_model.model_dump(),
+        source=body.source,
+        source_session_id=body.source_session_id,
+    )
+
+
+_DIRECT_FIELDS = {
+    "name": "name",
+    "description": "prompt",
+    "timezone": "timezone",
+    "enabled": "enabled",
+    "stateful": "stateful",
+    "permission_mode": "permission_mode",
+    "started_at": "start_at",
+    "ended_at": "end_at",
+}
+
+
+def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
+    """Store column changes for a PATCH; a field omitted or null is left as it is.
+
+    Re-enabling clears an auto-pause reason. Validates cron and timezone (422).
+    """
+    cron = checked_timing(body.cron_expression, body.timezone)
+    changes: dict[str, Any] = {
+        column: getattr(body, name)
+        for name, column in _DIRECT_FIELDS.items()
+        if getattr(body, name) is not None
+    }
+    if cron is not None:
+        changes["cron"] = cron
+    if body.chat_model_config is not None:
+        changes["chat_model_config"] = body.chat_model_config.model_dump()
+    if body.enabled:
+        changes["paused_reason"] = None
+    return changes
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
+@operation(
+    "List the caller's schedules",
+    response=ScheduleList,
+    auth="x-user-id",
+    tags=_TAGS,
+    errors=(401, 403, 422),
+)
+async def list_schedules(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    schedules = await _all_owned(request, caller)
+    records = [ScheduleRecord.of(s) for s in schedules]
+    return _json(ScheduleList(schedules=records, total=len(records)))
+
+
+async def _all_owned(request: web.Request, caller: Caller) -> list[Schedule]:
+    store = request.app[STORE]
+    found: list[Schedule] = []
+    while True:
+        page = await store.list_schedules(
+            caller.org_id, limit=_LIST_BATCH, offset=len(found), owner_user_id=caller.user_id
+        )
+        found += page.items
+        if not page.items or len(found) >= page.total:
+            return found
+
+
+@operation(
+    "Create a schedule owned by and running as the caller",
+    response=ScheduleCreated,
+    status=201,
+    request=CreateScheduleRequest,
+    auth="x-user-id",
+    tags=_TAGS,
+    errors=(401, 403),
+)
+async def create_schedule(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    body = await parse_body(request, CreateScheduleRequest)
+    refusal = request.app[DIRECTORY].current.run_as_refusal(caller.user_id, caller.org_id)
+    if refusal is not None:
+        raise unprocessable(["header", "x-user-id"], f"cannot run sessions: {refusal}")
+    now = request.app[CLOCK].now()
+    stored = await request.app[STORE].create_schedule(new_schedule(body, caller, now), now=now)
+    await request.app[EVENTS].changed(stored)
+    return _json(ScheduleCreated(schedule_id=stored.id), status=201)
+
+
+@operation(
+    "One of the caller's schedules",
+    response=ScheduleRecord,
+    auth="x-user-id",
+    tags=_TAGS,
+    errors=(401, 403, 404, 422),
+)
+async def get_schedule(request: web.Request) -> web.Response:
+    schedule = await owned_schedule(request, caller_of(request))
+    return _json(ScheduleRecord.of(schedule))
+
+
+@operation(
+    "Edit a schedule; an omitted or null field is left unchanged",
+    response=ScheduleRecord,
+    request=UpdateScheduleRequest,
+    auth="x-user-id",
+    tags=_TAGS,
+    errors=(401, 403, 404),
+)
+async def update_schedule(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    body = await parse_body(request, UpdateScheduleRequest)
+    schedule = await owned_schedule(request, caller)
+    changes = schedule_changes(body)
+    if changes:
+        schedule = await _apply(request, schedule, changes | {"last_edited_by": caller.user_id})
+    await request.app[EVENTS].changed(schedule)
+    return _json(ScheduleRecord.of(schedule))
+
+
+async def _apply(request: web.Request, schedule: Schedule, changes: dict[str, Any]) -> Schedule:
+    """Write `changes`, refused inside the transaction unless the owner is still the same and
+    the merged time window is valid."""
+    check = _edit_check(schedule.owner_user_id)
+    try:
+        return await request.app[STORE].update_schedule(
+            schedule.id, changes, now=request.app[CLOCK].now(), org_id=schedule.org_id, check=check
+        )
+    except NotFound:
+        raise schedule_not_found(schedule.id) from None
+
+
+def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], None]:
+    def check(before: Schedule, after: Schedule) -> None:
+        _require_owner(before, owner_user_id)
+        check_window(after.start_at, after.end_at)
+
+    return check
+
+
+@operation(
+    "Delete a schedule (it never fires again)",
+    status=204,
+    auth="x-user-id",
+    tags=_TAGS,
+    errors=(401, 403, 404, 422),
+)
+async def delete_schedule(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    schedule = await owned_schedule(request, caller)
+    try:
+        deleted = await request.app[STORE].delete_schedule(
+            schedule.id, now=request.app[CLOCK].now(), org_id=caller.org_id, by=caller.user_id
+        )
+    except NotFound:
+        raise schedule_not_found(schedule.id) from None
+    await request.app[EVENTS].changed(deleted)
+    return web.Response(status=204)
+
+
+@operation(
+    "The schedule's sessions (its runs), newest first",
+    response=SessionList,
+    query=SessionsQuery,
+    auth="x-user-id",
+    tags=_TAGS,
+    errors=(401, 403, 404),
+)
+async def list_sessions(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    query = parse_query(request.query, SessionsQuery)
+    schedule = await owned_schedule(request, caller)
+    page = await request.app[STORE].list_runs(schedule.id, limit=query.limit, offset=query.offset)
+    sessions = [SessionItem.of(run) for run in page.items]
+    return _json(SessionList(sessions=sessions, total=page.total))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the façade (the caller decides whether it is enabled)."""
+    for collection in ("/schedule", "/schedule/"):
+        app.router.add_get(collection, list_schedules)
+        app.router.add_post(collection, create_schedule)
+    app.router.add_get("/schedule/{schedule_id}", get_schedule)
+    app.router.add_patch("/schedule/{schedule_id}", update_schedule)
+    app.router.add_delete("/schedule/{schedule_id}", delete_schedule)
+    app.router.add_get("/schedule/{schedule_id}/sessions", list_sessions)

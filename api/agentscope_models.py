@@ -1,0 +1,186 @@
+"""Wire models of the AgentScope-compatible façade (`/schedule`).
+
+Request bodies follow AgentScope's own schedule API: unknown keys are ignored (its web UI
+sends more than the API reads), but nothing is coerced (`"yes"` is not a boolean). A
+datetime sent without an offset is read as UTC. Responses carry every datetime with its
+offset.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from storage.domain import Run, Schedule
+from storage.enums import PermissionMode, RunStatus, RunTrigger, Source
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Naive means UTC; aware is converted to UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class ChatModelConfig(_Request):
+    """Which model the agent's session uses; stored as given, passed through untouched."""
+
+    type: str
+    model: str
+    credential_id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreateScheduleRequest(_Request):
+    """POST `/schedule/`: AgentScope's CreateScheduleRequest."""
+
+    agent_id: NonEmpty
+    name: NonEmpty
+    description: str = Field(default="", description="The task text each session receives.")
+    cron_expression: str = Field(description="Standard 5-field cron (0 and 7 are Sunday).")
+    timezone: str = "UTC"
+    enabled: bool = True
+    stateful: bool = False
+    permission_mode: PermissionMode = PermissionMode.DONT_ASK
+    started_at: UTCDatetime | None = Field(default=None, description="No fire before this.")
+    ended_at: UTCDatetime | None = Field(default=None, description="No fire after this.")
+    chat_model_config: ChatModelConfig | None = None
+    source: Source = Source.USER
+    source_session_id: str = ""
+
+
+class UpdateScheduleRequest(_Request):
+    """PATCH `/schedule/{id}`: every field optional; omitted or null leaves it unchanged."""
+
+    name: NonEmpty | None = None
+    description: str | None = None
+    cron_expression: str | None = None
+    timezone: str | None = None
+    enabled: bool | None = None
+    stateful: bool | None = None
+    permission_mode: PermissionMode | None = None
+    started_at: UTCDatetime | None = None
+    ended_at: UTCDatetime | None = None
+    chat_model_config: ChatModelConfig | None = None
+
+
+class SessionsQuery(BaseModel):
+    """Paging of `GET /schedule/{id}/sessions`; query strings convert to integers."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=50, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+class ScheduleData(BaseModel):
+    """The configuration part of a record, named as AgentScope names it."""
+
+    name: str
+    description: str
+    cron_expression: str
+    timezone: str
+    enabled: bool
+    stateful: bool
+    permission_mode: PermissionMode
+    started_at: datetime | None
+    ended_at: datetime | None
+    chat_model_config: dict[str, Any] | None
+    source: Source
+    source_session_id: str
+
+
+class ScheduleRecord(BaseModel):
+    """A persisted schedule as AgentScope's API returns it."""
+
+    id: str
+    user_id: str
+    agent_id: str
+    data: ScheduleData
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleRecord:
+        """`started_at` is the configured lower bound, or the creation time when unbounded
+        (the schedule has been in force since then, which is what AgentScope reports)."""
+        data = ScheduleData(
+            name=schedule.name,
+            description=schedule.prompt,
+            cron_expression=schedule.cron or "",
+            timezone=schedule.timezone,
+            enabled=schedule.enabled,
+            stateful=schedule.stateful,
+            permission_mode=schedule.permission_mode,
+            started_at=schedule.start_at or schedule.created_at,
+            ended_at=schedule.end_at,
+            chat_model_config=schedule.chat_model_config,
+            source=schedule.source,
+            source_session_id=schedule.source_session_id or "",
+        )
+        return cls(
+            id=schedule.id,
+            user_id=schedule.owner_user_id or "",
+            agent_id=schedule.agent,
+            data=data,
+            created_at=schedule.created_at,
+            updated_at=schedule.updated_at,
+        )
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleRecord]
+    total: int
+
+
+class ScheduleCreated(BaseModel):
+    schedule_id: str
+
+
+class SessionItem(BaseModel):
+    """One firing of the schedule: the agent session it launched (or why none was)."""
+
+    session_id: str | None
+    session_url: str | None
+    run_id: str
+    schedule_id: str
+    status: RunStatus
+    trigger: RunTrigger
+    scheduled_for: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    identity: str | None
+    attempts: int
+    error: str | None
+
+    @classmethod
+    def of(cls, run: Run) -> SessionItem:
+        return cls(
+            session_id=run.session_id,
+            session_url=run.session_url,
+            run_id=run.id,
+            schedule_id=run.schedule_id,
+            status=run.status,
+            trigger=run.trigger,
+            scheduled_for=run.scheduled_for,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            identity=run.identity,
+            attempts=run.attempts,
+            error=run.error,
+        )
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionItem]
+    total: int
