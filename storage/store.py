@@ -183,6 +183,18 @@ class Store:
 
         return await self.db.read(op)
 
+    async def list_config_schedules(self) -> list[Schedule]:
+        """Live schedules made by the configuration file (`from_config`), of every org.
+
+        Ordered by org, then name. Schedules made through the API are never listed here.
+        """
+        query = (
+            select(SCHEDULES)
+            .where(SCHEDULES.c.from_config.is_(True), SCHEDULES.c.deleted_at.is_(None))
+            .order_by(SCHEDULES.c.org_id, SCHEDULES.c.name)
+        )
+        return await self.db.read(lambda conn: [_schedule(r) for r in conn.execute(query)])
+
     async def update_schedule(
         self,
         schedule_id: str,
