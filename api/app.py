@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import agentscope, health, openapi
+from api import agentscope, health, openapi, playbooks, schedules
 from api.errors import error_middleware
 from api.keys import CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
 from api.ports import Lifecycle, ScheduleEvents
@@ -34,6 +34,9 @@ def create_app(
     app[SETTINGS] = settings
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi.serve_openapi)
+    for base in DEVIN_BASES:
+        schedules.add_routes(app, base)
+        playbooks.add_routes(app, base)
     if settings.agentscope_enabled:
         agentscope.add_routes(app)
     return app

@@ -1,0 +1,295 @@
+"""Devin v3 schedules: create, list, read, edit and delete under `{base}/schedules`.
+
+Every route needs the ManageOrgSchedules permission in the path's org; choosing a run-as user
+also needs ImpersonateOrgSessions. A write is reported to the engine (`ScheduleEvents.changed`)
+before the answer is sent, so it is in effect once the client sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Set
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from api.auth import authorize
+from api.body import parse_body, parse_query
+from api.devin_models import (
+    DevinSchedule,
+    ScheduleCreate,
+    ScheduleList,
+    ScheduleListQuery,
+    ScheduleUpdate,
+)
+from api.errors import ApiError, unprocessable
+from api.keys import CLOCK, DIRECTORY, EVENTS, STORE
+from api.openapi import operation
+from api.views import one_schedule_json, respond, schedules_json
+from storage.domain import Schedule
+from storage.enums import DevinAgent, NotifyOn, Overlap, Permission, ScheduleType
+from storage.identities import ServiceUser
+from storage.store import NotFound
+
+MANAGE = Permission.MANAGE_ORG_SCHEDULES
+TAGS = ("schedules",)
+
+CLEARABLE = frozenset(
+    {
+        "playbook_id",
+        "run_as_user_id",
+        "slack_channel_id",
+        "slack_team_id",
+        "tags",
+        "target_devin_id",
+        "platform",
+        "scheduled_at",
+        "start_at",
+        "end_at",
+        "catchup_window_s",
+    }
+)
+"""PATCH keys whose `null` clears the field; `null` on any other key leaves it unchanged."""
+
+_COLUMNS = {"frequency": "cron"}
+"""Wire names that differ from the schedule's field names."""
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+
+@operation(
+    "Create a schedule",
+    request=ScheduleCreate,
+    response=DevinSchedule,
+    errors=(404,),
+    tags=TAGS,
+)
+async def create_schedule(request: web.Request) -> web.Response:
+    org_id = request.match_info["org_id"]
+    caller = authorize(request, org_id, MANAGE)
+    body = await parse_body(request, ScheduleCreate)
+    _check_run_as(request, caller, body.create_as_user_id, key="create_as_user_id")
+    await _check_playbook(request, caller.org_id, body.playbook_id)
+    now = request.app[CLOCK].now()
+    schedule = new_schedule(body, org_id=org_id, by=caller.id, now=now)
+    check_timing(schedule, now=now, future=True, window=True)
+    stored = await request.app[STORE].create_schedule(schedule, now=now)
+    return await _answer_change(request, stored)
+
+
+@operation(
+    "List the org's schedules, oldest first",
+    query=ScheduleListQuery,
+    response=ScheduleList,
+    tags=TAGS,
+)
+async def list_schedules(request: web.Request) -> web.Response:
+    org_id = request.match_info["org_id"]
+    authorize(request, org_id, MANAGE)
+    query = parse_query(request.query, ScheduleListQuery)
+    store = request.app[STORE]
+    page = await store.list_schedules(org_id, limit=query.limit, offset=query.offset)
+    following = query.offset + len(page.items)
+    has_next_page = following < page.total
+    return respond(
+        ScheduleList(
+            items=await schedules_json(store, page.items),
+            end_cursor=str(following) if has_next_page else None,
+            has_next_page=has_next_page,
+            total=page.total,
+        )
+    )
+
+
+@operation("Get a schedule", response=DevinSchedule, errors=(404,), tags=TAGS)
+async def get_schedule(request: web.Request) -> web.Response:
+    org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
+    authorize(request, org_id, MANAGE)
+    store = request.app[STORE]
+    schedule = await store.get_schedule(schedule_id, org_id=org_id)
+    return respond(await one_schedule_json(store, schedule))
+
+
+@operation(
+    "Update a schedule: only the keys present change",
+    request=ScheduleUpdate,
+    response=DevinSchedule,
+    errors=(404,),
+    tags=TAGS,
+)
+async def update_schedule(request: web.Request) -> web.Response:
+    org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
+    caller = authorize(request, org_id, MANAGE)
+    changes = patch_changes(await parse_body(request, ScheduleUpdate))
+    store = request.app[STORE]
+    if not changes:
+        return respond(
+            await one_schedule_json(store, await store.get_schedule(schedule_id, org_id=org_id))
+        )
+    _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
+    await _check_playbook(request, org_id, changes.get("playbook_id"))
+    now = request.app[CLOCK].now()
+    updated = await store.update_schedule(
+        schedule_id,
+        changes | {"last_edited_by": caller.id},
+        now=now,
+        org_id=org_id,
+        check=patch_check(changes.keys(), now=now),
+    )
+    return await _answer_change(request, updated)
+
+
+@operation(
+    "Delete a schedule; answers it as it was deleted",
+    response=DevinSchedule,
+    errors=(404,),
+    tags=TAGS,
+)
+async def delete_schedule(request: web.Request) -> web.Response:
+    # The body is never read: clients send a JSON content type with an empty body.
+    org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
+    caller = authorize(request, org_id, MANAGE)
+    now = request.app[CLOCK].now()
+    deleted = await request.app[STORE].delete_schedule(
+        schedule_id, now=now, org_id=org_id, by=caller.id
+    )
+    return await _answer_change(request, deleted)
+
+
+def add_routes(app: web.Application, base: str) -> None:
+    """The schedule routes under `base` (which holds `{org_id}`)."""
+    collection, item = f"{base}/schedules", f"{base}/schedules/{{schedule_id}}"
+    app.router.add_post(collection, create_schedule)
+    app.router.add_get(collection, list_schedules)
+    app.router.add_get(item, get_schedule)
+    app.router.add_patch(item, update_schedule)
+    app.router.add_delete(item, delete_schedule)
+
+
+async def _answer_change(request: web.Request, schedule: Schedule) -> web.Response:
+    """Tell the engine about the stored change, then answer with the schedule."""
+    await request.app[EVENTS].changed(schedule)
+    return respond(await one_schedule_json(request.app[STORE], schedule))
+
+
+# -- conversion -----------------------------------------------------------------------------
+
+
+def new_schedule(body: ScheduleCreate, *, org_id: str, by: str, now: datetime) -> Schedule:
+    """The schedule a create body describes, with every default filled in."""
+    return Schedule(
+        org_id=org_id,
+        name=body.name,
+        prompt=body.prompt,
+        created_at=now,
+        updated_at=now,
+        owner_user_id=body.create_as_user_id,
+        created_by=by,
+        last_edited_by=by,
+        agent=(body.agent or DevinAgent.DEVIN).value,
+        schedule_type=body.schedule_type or ScheduleType.RECURRING,
+        cron=body.frequency,
+        timezone=body.timezone or "UTC",
+        scheduled_at=body.scheduled_at,
+        start_at=body.start_at,
+        end_at=body.end_at,
+        enabled=True if body.enabled is None else body.enabled,
+        notify_on=body.notify_on or NotifyOn.FAILURE,
+        slack_channel_id=body.slack_channel_id,
+        slack_team_id=body.slack_team_id,
+        playbook_id=body.playbook_id,
+        run_as_user_id=body.create_as_user_id,
+        tags=body.tags,
+        bypass_approval=bool(body.bypass_approval),
+        interval_count=body.interval_count,
+        target_devin_id=body.target_devin_id,
+        platform=body.platform,
+        overlap=body.overlap or Overlap.SKIP,
+        catchup_window_s=body.catchup_window_s,
+        jitter_s=body.jitter_s or 0.0,
+    )
+
+
+def patch_changes(body: ScheduleUpdate) -> dict[str, Any]:
+    """The field changes a PATCH body asks for (field name -> new value).
+
+    Only keys present in the body count; a `null` clears a CLEARABLE field and is dropped
+    for any other.
+    """
+    changes: dict[str, Any] = {}
+    for key in body.model_fields_set:
+        value = getattr(body, key)
+        if value is None and key not in CLEARABLE:
+            continue
+        if isinstance(value, DevinAgent):
+            value = value.value
+        changes[_COLUMNS.get(key, key)] = value
+    return changes
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+def check_timing(schedule: Schedule, *, now: datetime, future: bool, window: bool) -> None:
+    """Refuse (422) a schedule that cannot fire as its type says.
+
+    A recurring schedule needs a cron; a one_time one a `scheduled_at`, after `now` when
+    `future`; with `window`, `end_at` must come after `start_at`.
+    """
+    if schedule.schedule_type == ScheduleType.RECURRING and schedule.cron is None:
+        raise unprocessable(
+            ("body", "frequency"), "a recurring schedule needs a frequency (cron)", "missing"
+        )
+    if schedule.schedule_type == ScheduleType.ONE_TIME:
+        _check_scheduled_at(schedule.scheduled_at, now=now, future=future)
+    if window and schedule.start_at and schedule.end_at and schedule.end_at <= schedule.start_at:
+        raise unprocessable(("body", "end_at"), "end_at must be after start_at")
+
+
+def _check_scheduled_at(scheduled_at: datetime | None, *, now: datetime, future: bool) -> None:
+    if scheduled_at is None:
+        raise unprocessable(
+            ("body", "scheduled_at"), "a one_time schedule needs scheduled_at", "missing"
+        )
+    if future and scheduled_at <= now:
+        raise unprocessable(("body", "scheduled_at"), "scheduled_at must be in the future")
+
+
+def patch_check(changed: Set[str], *, now: datetime) -> Callable[[Schedule, Schedule], None]:
+    """The store's `check(before, after)` for a PATCH changing the fields `changed`.
+
+    It runs inside the write's transaction, so a refused edit leaves nothing changed.
+    A `scheduled_at` must be in the future when it is sent or the type switches to one_time.
+    """
+
+    def check(before: Schedule, after: Schedule) -> None:
+        future = "scheduled_at" in changed or before.schedule_type != after.schedule_type
+        window = bool({"start_at", "end_at"} & changed)
+        check_timing(after, now=now, future=future, window=window)
+
+    return check
+
+
+def _check_run_as(
+    request: web.Request, caller: ServiceUser, user_id: str | None, *, key: str
+) -> None:
+    """Refuse choosing `user_id` (sent as `key`) to run the sessions: 403 without
+    ImpersonateOrgSessions, 422 when the user may not run sessions in the org. None passes."""
+    if user_id is None:
+        return
+    if not caller.has(Permission.IMPERSONATE_ORG_SESSIONS):
+        raise ApiError(403, f"Setting {key} needs the ImpersonateOrgSessions permission")
+    refusal = request.app[DIRECTORY].current.run_as_refusal(user_id, caller.org_id)
+    if refusal is not None:
+        raise unprocessable(("body", key), refusal)
+
+
+async def _check_playbook(request: web.Request, org_id: str, playbook_id: str | None) -> None:
+    """404 unless `playbook_id` is a live playbook of the org. None passes."""
+    if playbook_id is None:
+        return
+    try:
+        await request.app[STORE].get_playbook(playbook_id, org_id=org_id)
+    except NotFound:
+        raise ApiError(404, f"Playbook '{playbook_id}' not found") from None
