@@ -1,0 +1,462 @@
+"""Launchers: how a fire starts an agent session (DESIGN section 4).
+
+`http` POSTs a Devin v3 create-session body to the session service (or, for a stateful
+schedule that already has a session, a message to that session), retrying transient errors
+with exponential backoff that honours `Retry-After`. `command` runs a local program with the
+prompt on stdin. Both bound one run's whole launch, retries included, by `launcher.timeout`.
+
+A launcher never raises for a failed launch: it answers a `LaunchResult` whose `error` is a
+short, readable cause, which becomes the run's error and the schedule's `last_error_message`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from daemon.config import LauncherConfig
+from daemon.sdnotify import SUPERVISION_ENVIRONMENT
+from daemon.secrets import read_secret
+from storage.domain import Schedule
+
+BODY_SNIPPET = 200
+"""Characters of a session service's answer quoted in an error."""
+STDERR_TAIL = 500
+"""Characters of a command's stderr quoted in an error."""
+_READ_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    """One launch: the run, its schedule as it is now, and who the session runs as.
+
+    `identity` is the run-as user id, or the bot user id when `as_user` is false.
+    `session_id` is the existing session a stateful schedule sends its prompt to, else None.
+    """
+
+    run_id: str
+    schedule: Schedule
+    identity: str
+    as_user: bool
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    """How a launch ended: a session (success) or an error, after `attempts` attempts."""
+
+    attempts: int
+    session_id: str | None = None
+    session_url: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Launcher(Protocol):
+    async def launch(self, request: LaunchRequest) -> LaunchResult:
+        """Start the session (within the launcher's timeout); never raises for a failure."""
+        ...
+
+
+def build_launcher(
+    config: LauncherConfig, *, http: aiohttp.ClientSession, workdir: Path
+) -> Launcher:
+    """The launcher `config.type` names, over the daemon's shared HTTP session."""
+    if config.type == "command":
+        return CommandLauncher(config, workdir=workdir)
+    return HttpLauncher(config, http=http)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _plural_attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
+
+
+def _snippet(text: str, limit: int = BODY_SNIPPET) -> str:
+    return " ".join(text.split())[:limit]
+
+
+# --- http -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before retry n (1-based): base * 2**(n-1), at most `cap` seconds."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, retry: int) -> float:
+        return min(self.cap, self.base * 2.0 ** (retry - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One attempt's outcome: final (success or not), or transient (retried)."""
+
+    final: bool
+    session_id: str | None = None
+    session_url: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+    def result(self, attempts: int) -> LaunchResult:
+        return LaunchResult(attempts, self.session_id, self.session_url, self.error)
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """A `Retry-After` header (delay-seconds or an HTTP-date) in seconds from `now`."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def create_session_body(request: LaunchRequest) -> dict[str, Any]:
+    """The Devin v3 create-session body; `create_as_user_id` only when running as a user."""
+    schedule = request.schedule
+    body: dict[str, Any] = {
+        "prompt": schedule.prompt,
+        "title": schedule.name,
+        "playbook_id": schedule.playbook_id,
+        "tags": schedule.tags,
+        "bypass_approval": schedule.bypass_approval,
+        "platform": schedule.platform,
+        "agent": schedule.agent,
+        "permission_mode": str(schedule.permission_mode),
+    }
+    if schedule.chat_model_config is not None:
+        body["chat_model_config"] = schedule.chat_model_config
+    if request.as_user:
+        body["create_as_user_id"] = request.identity
+    return body
+
+
+class HttpLauncher:
+    """Creates sessions on a Devin v3 compatible session service."""
+
+    def __init__(
+        self, config: LauncherConfig, *, http: aiohttp.ClientSession, backoff: Backoff = Backoff()
+    ) -> None:
+        self.config = config
+        self.http = http
+        self.backoff = backoff
+
+    async def launch(self, request: LaunchRequest) -> LaunchResult:
+        attempts = [0]
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await self._attempts(request, attempts)
+        except TimeoutError:
+            return LaunchResult(
+                attempts=attempts[0],
+                error=f"session service did not answer within {_seconds(self.config.timeout)} "
+                f"({_plural_attempts(attempts[0])})",
+            )
+
+    async def _attempts(self, request: LaunchRequest, attempts: list[int]) -> LaunchResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout
+        answer = _Answer(final=False)
+        for attempt in range(1, self.config.max_attempts + 1):
+            attempts[0] = attempt
+            answer = await self._attempt(request)
+            if answer.final or attempt == self.config.max_attempts:
+                break
+            delay = answer.retry_after
+            delay = self.backoff.delay(attempt) if delay is None else delay
+            if loop.time() + delay >= deadline:
+                timeout = _seconds(self.config.timeout)
+                return LaunchResult(
+                    attempts=attempt,
+                    error=f"{answer.error} (gave up after {_plural_attempts(attempt)}: "
+                    f"the next retry would pass the {timeout} launch timeout)",
+                )
+            await asyncio.sleep(delay)
+        if not answer.final:
+            error = f"{answer.error} (after {_plural_attempts(attempts[0])})"
+            return LaunchResult(attempts[0], error=error)
+        return answer.result(attempts[0])
+
+    async def _attempt(self, request: LaunchRequest) -> _Answer:
+        url, body, create = self._call(request)
+        try:
+            headers = self._headers(request)
+        except (OSError, ValueError) as exc:
+            error = f"cannot read the session service token {self.config.token_env}: {exc}"
+            return _Answer(final=True, error=error)
+        try:
+            async with self.http.post(url, json=body, headers=headers) as response:
+                text = await _read_text(response)
+                return _classify(response.status, response.headers, text, request, create)
+        except (aiohttp.ClientError, OSError) as exc:
+            return _Answer(final=False, error=f"session service unreachable: {_describe(exc)}")
+
+    def _call(self, request: LaunchRequest) -> tuple[str, dict[str, Any], bool]:
+        """(url, body, creates a session?) for this request."""
+        org = request.schedule.org_id
+        url = self.config.url.replace("{org_id}", org)
+        if request.session_id is not None:
+            message_url = f"{url.rstrip('/')}/{request.session_id}/messages"
+            return message_url, {"message": request.schedule.prompt}, False
+        return url, create_session_body(request), True
+
+    def _headers(self, request: LaunchRequest) -> dict[str, str]:
+        """Idempotency-Key, and the bearer token when the secret is set (read per launch, so
+        a rotated credential is picked up without a reload). Raises OSError/ValueError."""
+        headers = {"Idempotency-Key": request.run_id}
+        token = read_secret(self.config.token_env)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _read_text(response: aiohttp.ClientResponse) -> str:
+    """The answer's body as text, at most `_READ_LIMIT` bytes of it."""
+    data = bytearray()
+    while len(data) < _READ_LIMIT:
+        chunk = await response.content.read(_READ_LIMIT - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+def _classify(
+    status: int, headers: Mapping[str, str], text: str, request: LaunchRequest, create: bool
+) -> _Answer:
+    """What one HTTP answer means: success, a final failure, or a transient error."""
+    if status == 429 or status >= 500:
+        retry_after = retry_after_seconds(headers.get("Retry-After"), datetime.now(UTC))
+        return _Answer(
+            final=False,
+            error=f"session service answered HTTP {status}: {_snippet(text)}",
+            retry_after=retry_after,
+        )
+    if not 200 <= status < 300:
+        return _final(error=f"session service answered HTTP {status}: {_snippet(text)}")
+    if not create:
+        return _final(session_id=request.session_id, session_url=_json_url(text))
+    return _created(status, text)
+
+
+def _final(
+    *, error: str | None = None, session_id: str | None = None, session_url: str | None = None
+) -> _Answer:
+    return _Answer(final=True, session_id=session_id, session_url=session_url, error=error)
+
+
+def _created(status: int, text: str) -> _Answer:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return _final(
+            error=f"session service answered HTTP {status} with a body that is not JSON: "
+            f"{_snippet(text)}"
+        )
+    session_id = body.get("session_id") if isinstance(body, dict) else None
+    if not isinstance(session_id, str) or not session_id:
+        return _final(error=f"session service answered HTTP {status} without a session_id")
+    url = body.get("url")
+    return _final(session_id=session_id, session_url=url if isinstance(url, str) else None)
+
+
+def _json_url(text: str) -> str | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    url = body.get("url") if isinstance(body, dict) else None
+    return url if isinstance(url, str) else None
+
+
+# --- command ----------------------------------------------------------------------------
+
+RUN_ENVIRONMENT = (
+    "AGENTCRON_PROMPT",
+    "AGENTCRON_SCHEDULE_ID",
+    "AGENTCRON_RUN_ID",
+    "AGENTCRON_ORG_ID",
+    "AGENTCRON_RUN_AS",
+    "AGENTCRON_AGENT",
+    "AGENTCRON_PLAYBOOK_ID",
+    "AGENTCRON_PERMISSION_MODE",
+    "AGENTCRON_SESSION_ID",
+    "AGENTCRON_CHAT_MODEL_CONFIG",
+)
+"""Variables describing the run; inherited values of the same names are never passed on."""
+
+TERM_GRACE = 1.0
+"""Seconds a timed-out command's process group has between SIGTERM and SIGKILL."""
+
+
+def command_environment(request: LaunchRequest, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` without the daemon's supervision variables, plus the run's variables."""
+    hidden = set(SUPERVISION_ENVIRONMENT) | set(RUN_ENVIRONMENT)
+    env = {name: value for name, value in base.items() if name not in hidden}
+    schedule = request.schedule
+    env |= {
+        "AGENTCRON_PROMPT": schedule.prompt,
+        "AGENTCRON_SCHEDULE_ID": schedule.id,
+        "AGENTCRON_RUN_ID": request.run_id,
+        "AGENTCRON_ORG_ID": schedule.org_id,
+        "AGENTCRON_RUN_AS": request.identity,
+        "AGENTCRON_AGENT": schedule.agent,
+        "AGENTCRON_PLAYBOOK_ID": schedule.playbook_id or "",
+        "AGENTCRON_PERMISSION_MODE": str(schedule.permission_mode),
+    }
+    if request.session_id is not None:
+        env["AGENTCRON_SESSION_ID"] = request.session_id
+    if schedule.chat_model_config is not None:
+        env["AGENTCRON_CHAT_MODEL_CONFIG"] = json.dumps(schedule.chat_model_config)
+    return env
+
+
+def session_from_stdout(stdout: str) -> tuple[str | None, str | None]:
+    """(session_id, url) from a JSON object on the last non-empty line of stdout, if any."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return None, None
+    try:
+        answer = json.loads(lines[-1])
+    except ValueError:
+        return None, None
+    if not isinstance(answer, dict):
+        return None, None
+    session_id, url = answer.get("session_id"), answer.get("url")
+    return (
+        session_id if isinstance(session_id, str) else None,
+        url if isinstance(url, str) else None,
+    )
+
+
+class CommandLauncher:
+    """Runs `launcher.command` (an argv list, no shell) once per fire, in its own process group.
+
+    The working directory is `workdir` (the config file's directory); the prompt comes on
+    stdin and in the environment. Exit status 0 is success. On timeout the whole process
+    group gets SIGTERM, then SIGKILL, so nothing the command started outlives the run.
+    """
+
+    def __init__(self, config: LauncherConfig, *, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+
+    async def launch(self, request: LaunchRequest) -> LaunchResult:
+        argv = list(self.config.command or [])
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.workdir,
+                env=command_environment(request, os.environ),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return LaunchResult(
+                attempts=1, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+            )
+        return await self._supervise(process, request.schedule.prompt)
+
+    async def _supervise(self, process: asyncio.subprocess.Process, prompt: str) -> LaunchResult:
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                stdout, stderr = await _communicate(process, prompt.encode())
+        except TimeoutError:
+            await _terminate_group(process, TERM_GRACE)
+            return LaunchResult(
+                attempts=1, error=f"command timed out after {_seconds(self.config.timeout)}"
+            )
+        except asyncio.CancelledError:
+            _signal_group(process.pid, signal.SIGKILL)
+            raise
+        return _command_result(process.returncode, stdout, stderr)
+
+
+def _command_result(returncode: int | None, stdout: str, stderr: str) -> LaunchResult:
+    if returncode == 0:
+        session_id, url = session_from_stdout(stdout)
+        return LaunchResult(attempts=1, session_id=session_id, session_url=url)
+    if returncode is not None and returncode < 0:
+        cause = f"command was killed by signal {-returncode}"
+    else:
+        cause = f"command exited with status {returncode}"
+    tail = stderr.strip()[-STDERR_TAIL:]
+    return LaunchResult(attempts=1, error=f"{cause}: {tail}" if tail else cause)
+
+
+async def _communicate(process: asyncio.subprocess.Process, data: bytes) -> tuple[str, str]:
+    """Feed stdin, read the tails of stdout and stderr, wait for the exit."""
+    assert process.stdin and process.stdout and process.stderr  # all three are pipes
+    _, stdout, stderr, _ = await asyncio.gather(
+        _feed(process.stdin, data),
+        _tail(process.stdout),
+        _tail(process.stderr),
+        process.wait(),
+    )
+    return stdout, stderr
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    # A command that never reads its stdin (or exits early) is fine: drop what it refused.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(data)
+        await stdin.drain()
+    stdin.close()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await stdin.wait_closed()
+
+
+async def _tail(stream: asyncio.StreamReader, limit: int = _READ_LIMIT) -> str:
+    """Everything the stream says until EOF, keeping only its last `limit` bytes."""
+    kept = b""
+    while chunk := await stream.read(limit):
+        kept = (kept + chunk)[-limit:]
+    return kept.decode("utf-8", errors="replace")
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+async def _terminate_group(process: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the command's process group, SIGKILL it after `grace` s, reap the command."""
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), grace)
+    # Always: children that ignored SIGTERM or outlived the leader are in the group too.
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
