@@ -197,7 +197,7 @@ class DevinSchedule(_Answer):
     paused_reason: str | None
 
 
-class ScheduleList(_Answer):
+class DevinScheduleList(_Answer):
     items: list[DevinSchedule]
     end_cursor: str | None = Field(description="The next page's offset, null on the last.")
     has_next_page: bool
@@ -239,7 +239,7 @@ class DevinPlaybook(_Answer):
     updated_at: int
 
 
-class PlaybookList(_Answer):
+class DevinPlaybookList(_Answer):
     items: list[DevinPlaybook]
     end_cursor: str | None = Field(
         description="Pass as `after` for the next page; null on the last."

@@ -70,21 +70,71 @@ class _Schemas:
         return self._hoist(schema)
 
     def _hoist(self, schema: dict[str, Any]) -> dict[str, Any]:
-        self.components.update(schema.pop("$defs", {}))
+        for name, definition in schema.pop("$defs", {}).items():
+            self._add(name, definition)
         title = schema.get("title")
         if title and schema.get("type") == "object" and "properties" in schema:
-            self.components.setdefault(title, schema)
+            self._add(title, schema)
             return {"$ref": _REF_TEMPLATE.format(model=title)}
         return schema
+
+    def _add(self, name: str, schema: dict[str, Any]) -> None:
+        """Define component `name`; two different models may not share a name."""
+        known = self.components.setdefault(name, schema)
+        if known != schema:
+            raise ValueError(f"two different schemas are named {name!r}; rename one model")
 
 
 _ERROR = {
     "type": "object",
+    "description": "Every error except 422.",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+    "additionalProperties": False,
+}
+_VALIDATION_ERROR = {
+    "type": "object",
+    "description": "A 422: what was refused and why, one item per problem.",
     "properties": {
-        "detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
+        "detail": {"type": "array", "items": {"$ref": _REF_TEMPLATE.format(model="ErrorItem")}}
     },
     "required": ["detail"],
+    "additionalProperties": False,
 }
+_ERROR_ITEM = {
+    "type": "object",
+    "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+        "msg": {"type": "string"},
+        "type": {"type": "string"},
+        "ctx": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["loc", "msg", "type"],
+    "additionalProperties": False,
+}
+_ERROR_COMPONENTS = {
+    "Error": _ERROR,
+    "ValidationError": _VALIDATION_ERROR,
+    "ErrorItem": _ERROR_ITEM,
+}
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, malformed or unknown credentials",
+    403: "The credentials do not allow this",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+    422: "Validation error",
+    503: "Unavailable",
+}
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    model = "ValidationError" if code == 422 else "Error"
+    return {
+        "description": _ERROR_DESCRIPTIONS.get(code, "Error"),
+        "content": {"application/json": {"schema": {"$ref": _REF_TEMPLATE.format(model=model)}}},
+    }
 
 
 def _parameters(path: str, spec: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
@@ -117,15 +167,18 @@ def _responses(spec: Operation, schemas: _Schemas) -> dict[str, Any]:
     if spec.query is not None:
         error_codes.add(422)
     for code in sorted(error_codes):
-        responses[str(code)] = {
-            "description": "error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
+        responses[str(code)] = _error_response(code)
     return responses
 
 
-def _operation_object(path: str, spec: Operation, schemas: _Schemas) -> dict[str, Any]:
+def _operation_id(method: str, path: str) -> str:
+    """The method and the path, each run of other characters as `_`: `get_schedule_id_`."""
+    return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path)
+
+
+def _operation_object(method: str, path: str, spec: Operation, schemas: _Schemas) -> dict[str, Any]:
     doc: dict[str, Any] = {
+        "operationId": _operation_id(method, path),
         "summary": spec.summary,
         "parameters": _parameters(path, spec, schemas),
         "responses": _responses(spec, schemas),
@@ -153,8 +206,9 @@ def openapi_document(app: web.Application, *, version: str) -> dict[str, Any]:
         path = info.get("formatter") or info.get("path")
         if spec is None or path is None or route.method == "HEAD":
             continue
-        paths.setdefault(path, {})[route.method.lower()] = _operation_object(path, spec, schemas)
-    schemas.components["Error"] = _ERROR
+        operations = paths.setdefault(path, {})
+        operations[route.method.lower()] = _operation_object(route.method, path, spec, schemas)
+    schemas.components.update(_ERROR_COMPONENTS)
     return {
         "openapi": "3.1.0",
         "info": {"title": "agentcron", "version": version},

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from api.auth import authorize
 from api.body import parse_body, parse_query
-from api.devin_models import DevinPlaybook, PlaybookList, PlaybookListQuery, PlaybookWrite
+from api.devin_models import DevinPlaybook, DevinPlaybookList, PlaybookListQuery, PlaybookWrite
 from api.keys import CLOCK, STORE
 from api.openapi import operation
 from api.views import playbook_json, respond
@@ -23,7 +23,10 @@ TAGS = ("playbooks",)
 
 
 @operation(
-    "List the org's playbooks, by cursor", query=PlaybookListQuery, response=PlaybookList, tags=TAGS
+    "List the org's playbooks, by cursor",
+    query=PlaybookListQuery,
+    response=DevinPlaybookList,
+    tags=TAGS,
 )
 async def list_playbooks(request: web.Request) -> web.Response:
     org_id = request.match_info["org_id"]
@@ -34,7 +37,7 @@ async def list_playbooks(request: web.Request) -> web.Response:
         org_id, first=query.first, after=query.after or None
     )
     return respond(
-        PlaybookList(
+        DevinPlaybookList(
             items=[playbook_json(playbook) for playbook in items],
             end_cursor=items[-1].id if has_next_page else None,
             has_next_page=has_next_page,

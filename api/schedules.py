@@ -17,8 +17,8 @@ from api.auth import authorize
 from api.body import parse_body, parse_query
 from api.devin_models import (
     DevinSchedule,
+    DevinScheduleList,
     ScheduleCreate,
-    ScheduleList,
     ScheduleListQuery,
     ScheduleUpdate,
 )
@@ -81,7 +81,7 @@ async def create_schedule(request: web.Request) -> web.Response:
 @operation(
     "List the org's schedules, oldest first",
     query=ScheduleListQuery,
-    response=ScheduleList,
+    response=DevinScheduleList,
     tags=TAGS,
 )
 async def list_schedules(request: web.Request) -> web.Response:
@@ -93,7 +93,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     following = query.offset + len(page.items)
     has_next_page = following < page.total
     return respond(
-        ScheduleList(
+        DevinScheduleList(
             items=await schedules_json(store, page.items),
             end_cursor=str(following) if has_next_page else None,
             has_next_page=has_next_page,
