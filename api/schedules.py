@@ -106,9 +106,7 @@ async def list_schedules(request: web.Request) -> web.Response:
 async def get_schedule(request: web.Request) -> web.Response:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     authorize(request, org_id, MANAGE)
-    store = request.app[STORE]
-    schedule = await store.get_schedule(schedule_id, org_id=org_id)
-    return respond(await one_schedule_json(store, schedule))
+    return await _answer(request, await request.app[STORE].get_schedule(schedule_id, org_id=org_id))
 
 
 @operation(
@@ -123,10 +121,8 @@ async def update_schedule(request: web.Request) -> web.Response:
     caller = authorize(request, org_id, MANAGE)
     changes = patch_changes(await parse_body(request, ScheduleUpdate))
     store = request.app[STORE]
-    if not changes:
-        return respond(
-            await one_schedule_json(store, await store.get_schedule(schedule_id, org_id=org_id))
-        )
+    if not changes:  # `{}`, or only nulls on fields that cannot be empty: nothing to write
+        return await _answer(request, await store.get_schedule(schedule_id, org_id=org_id))
     _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
     await _check_playbook(request, org_id, changes.get("playbook_id"))
     now = request.app[CLOCK].now()
@@ -170,6 +166,10 @@ def add_routes(app: web.Application, base: str) -> None:
 async def _answer_change(request: web.Request, schedule: Schedule) -> web.Response:
     """Tell the engine about the stored change, then answer with the schedule."""
     await request.app[EVENTS].changed(schedule)
+    return await _answer(request, schedule)
+
+
+async def _answer(request: web.Request, schedule: Schedule) -> web.Response:
     return respond(await one_schedule_json(request.app[STORE], schedule))
 
 
