@@ -1,0 +1,164 @@
+"""Reloading the configuration while the daemon runs (SIGHUP, `systemctl reload agentcron`).
+
+A reload re-reads the file the daemon was started with. An invalid file changes nothing: the
+daemon keeps serving on the configuration it has and logs `config_reload_failed` with the
+file's own error (file, line, key). A valid file is applied in place, without dropping timers
+or runs in flight:
+
+1. identities: the directory is swapped in one assignment, so a token removed from the file
+   is refused from the next request on, then the store's copy is replaced;
+2. the launcher (new fires use it; launches in flight finish on the old one), the scheduler
+   settings, the notifiers, the logging level and format;
+3. bootstrap: the file's playbooks and schedules (see `daemon.bootstrap`).
+
+Keys that only take effect at start-up (`RESTART_KEYS`: the listening address, the database
+file, the HTTP layer's settings) keep their running values; each one that differs is logged
+as `config_reload_refused` naming the key. systemd hears `RELOADING=1` before and `READY=1`
+after, whatever the outcome. A reload never raises: the daemon treats a reload task that
+failed as a dead background task and would exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final, Protocol
+
+import aiohttp
+import structlog
+
+from daemon.bootstrap import BootstrapResult, apply_bootstrap
+from daemon.config import Config, ConfigError, load_config
+from daemon.engine import Engine
+from daemon.identity import build_directory
+from daemon.launchers import build_launcher
+from daemon.logs import configure_logging
+from daemon.notify import Notifier
+from daemon.sdnotify import SystemdNotifier
+from storage.clock import Clock
+from storage.identities import DirectoryRef
+from storage.store import Store
+
+log = structlog.get_logger("agentcron.reload")
+
+RESTART_KEYS: Final = (
+    ("server", "listen"),
+    ("server", "max_body_bytes"),
+    ("server", "request_timeout"),
+    ("storage", "path"),
+    ("agentscope", "enabled"),
+    ("agentscope", "org"),
+    ("agentscope", "require_token"),
+)
+"""(section, key) pairs read once at start-up: changing them needs a restart."""
+
+
+class RunningDaemon(Protocol):
+    """The parts of the daemon a reload reads and replaces."""
+
+    config: Config
+
+    @property
+    def systemd(self) -> SystemdNotifier: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+def keep_restart_keys(running: Config, loaded: Config) -> tuple[Config, list[str]]:
+    """`loaded` with the running value of every key in `RESTART_KEYS`, and the keys that differed.
+
+    Pure: the result is the configuration the daemon actually runs with after the reload.
+    """
+    refused = []
+    for section, key in RESTART_KEYS:
+        running_value = getattr(getattr(running, section), key)
+        if getattr(getattr(loaded, section), key) != running_value:
+            refused.append(f"{section}.{key}")
+            pinned = getattr(loaded, section).model_copy(update={key: running_value})
+            loaded = loaded.model_copy(update={section: pinned})
+    return loaded, refused
+
+
+def _value_of(config: Config, dotted: str) -> str:
+    section, key = dotted.split(".")
+    return str(getattr(getattr(config, section), key))
+
+
+class Reloader:
+    """Applies the configuration file to a running daemon: at start-up and on each reload."""
+
+    def __init__(
+        self,
+        daemon: RunningDaemon,
+        *,
+        store: Store,
+        engine: Engine,
+        notifier: Notifier,
+        directory: DirectoryRef,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        self.daemon = daemon
+        self.store = store
+        self.engine = engine
+        self.notifier = notifier
+        self.directory = directory
+        self.http = http
+        # Two SIGHUPs in a row reload one after the other, never interleaved.
+        self._lock = asyncio.Lock()
+
+    async def bootstrap(self, config: Config) -> BootstrapResult:
+        """Apply the file's playbooks and schedules to the store; errors propagate."""
+        now = self.daemon.clock.now()
+        result = await apply_bootstrap(config, self.store, self.engine, now=now)
+        log.info("config_bootstrapped", **result.counts())
+        return result
+
+    async def reload(self) -> None:
+        """Re-read the configuration file and apply it; never raises (but cancellation)."""
+        async with self._lock:
+            self.daemon.systemd.reloading()
+            path = str(self.daemon.config.source_path)
+            log.info("config_reload_started", path=path)
+            try:
+                await self._reload()
+            except Exception as error:
+                log.exception("config_reload_failed", path=path, error=str(error) or repr(error))
+            self.daemon.systemd.ready()
+
+    async def _reload(self) -> None:
+        running = self.daemon.config
+        try:
+            loaded = load_config(running.source_path)
+        except ConfigError as error:
+            problems = [str(problem) for problem in error.problems]
+            path = str(running.source_path)
+            log.error("config_reload_failed", path=path, error=str(error), problems=problems)
+            return
+        config, refused = keep_restart_keys(running, loaded)
+        for key in refused:
+            self._log_refused(key, running, loaded)
+        await self._apply(config)
+        log.info("config_reloaded", path=str(config.source_path), refused=refused)
+
+    @staticmethod
+    def _log_refused(key: str, running: Config, loaded: Config) -> None:
+        log.warning(
+            "config_reload_refused",
+            key=key,
+            running=_value_of(running, key),
+            configured=_value_of(loaded, key),
+            reason=f"changing {key} needs a restart; the running value is kept until then",
+        )
+
+    async def _apply(self, config: Config) -> None:
+        previous = self.daemon.config
+        self.directory.current = build_directory(config)
+        await self.store.replace_identities(self.directory.current)
+        launcher = build_launcher(config.launcher, http=self.http, workdir=config.base_dir)
+        self.engine.set_launcher(launcher)
+        self.engine.update_settings(config.scheduler)
+        self.notifier.update(config.notify)
+        if config.logging != previous.logging:
+            configure_logging(config.logging.level, config.logging.format)
+        self.daemon.config = config
+        await self.bootstrap(config)
