@@ -1,0 +1,449 @@
+"""End-to-end helpers: the real `agentcron serve` process, real HTTP, real signals.
+
+Every wait here has a deadline and fails with the daemon's log when it passes.
+
+Configuration files
+    `base_config(port)` -> dict: a small working configuration: org `org-local`, user
+        `user-alice`, the service users `service-user-admin` (token `ADMIN_TOKEN`, every
+        permission) and `service-user-reader` (token `READER_TOKEN`, ManageOrgSchedules),
+        JSON logs, a 5 s shutdown grace, and a command launcher that appends one line
+        `<schedule id> <run id> <prompt>` per fire to `sessions.log` next to the config file.
+        Change the dict, then write it.
+    `write_config(path, config)` writes such a dict as TOML (sections, arrays of tables,
+        inline values; datetimes as TOML datetimes).
+    `example_config(directory, port)` copies `config.example.toml` into `directory` with
+        `listen` on `port` (its relative paths then resolve inside `directory`).
+    `fired_lines(directory)` -> the lines the launcher wrote to `sessions.log` so far.
+
+The daemon
+    `start_daemon` (fixture): `start_daemon(config_path, env={...})` starts
+        `python -m daemon.cli serve --config PATH` in its own session, with stdout and
+        stderr in `daemon.log` next to the config file, waits for `/readyz` = 200 and
+        returns a `DaemonProcess`; every daemon still running is stopped at teardown.
+    `DaemonProcess`:
+        `.call(method, path, token=ADMIN_TOKEN, body=None)` -> (status, parsed JSON or None);
+        `.devin(path)` -> `/v3/organizations/org-local` + path;
+        `.send(signal.SIGHUP)`; `.stop()` sends SIGTERM and returns the exit code;
+        `.wait_exit(timeout)` -> exit code;
+        `.events()` -> the JSON log lines as dicts; `.mark()` -> how many there are now;
+        `.wait_for_event(name, since=mark)` -> the first event `name` after `since`;
+        `.log_text()` -> the whole log, for failure messages.
+    `run_cli(*args, env={...}, stdin=None)` runs `python -m daemon.cli ARGS` to completion
+        (the operator CLI, `check-config`, ...) and returns the CompletedProcess.
+
+systemd
+    `notify_socket` (fixture): a `NotifyReceiver`, a unix datagram socket standing in for
+        systemd. Pass `receiver.env()` to `start_daemon` (add `WATCHDOG_USEC` for pings);
+        `receiver.wait_for("READY=1")` returns the next datagram holding that assignment,
+        skipping others; `receiver.received` keeps every datagram seen, as dicts, and
+        `receiver.drain()` reads those already queued.
+
+Small pieces: `free_port()`, `wait_until(predicate, what, timeout)`, `http_call(url, ...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.identities import token_sha256
+
+REPO = Path(__file__).resolve().parents[2]
+ORG = "org-local"
+ADMIN_TOKEN = "cog_e2e_admin_token"
+READER_TOKEN = "cog_e2e_reader_token"
+ALL_PERMISSIONS = ["ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"]
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+EVENT_TIMEOUT = 10.0
+POLL_INTERVAL = 0.05
+# Variables that would make the daemon talk to the real systemd (or a proxy) instead of ours.
+_SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+_PROXY_ENV = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = EVENT_TIMEOUT) -> Any:
+    """Poll `predicate` until it returns something truthy (returned); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := predicate():
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(POLL_INTERVAL)
+
+
+def http_call(
+    url: str,
+    method: str = "GET",
+    *,
+    token: str | None = None,
+    body: Any = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
+    """One request, proxies ignored; returns (status, parsed JSON body or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with _NO_PROXY.open(request, timeout=timeout) as response:
+            return response.status, _json_or_none(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _json_or_none(error.read())
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def base_config(port: int) -> dict[str, Any]:
+    """A small working configuration listening on `port` (see the module docstring)."""
+    return {
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "storage": {"path": "agentcron.db"},
+        "logging": {"level": "info", "format": "json"},
+        "scheduler": {"shutdown_grace": "5s"},
+        "orgs": [{"id": ORG, "name": "Local"}],
+        "users": [{"id": "user-alice", "orgs": [ORG], "permissions": ["UseDevinSessions"]}],
+        "service_users": [
+            _service_user("service-user-admin", ADMIN_TOKEN, ALL_PERMISSIONS),
+            _service_user("service-user-reader", READER_TOKEN, ["ManageOrgSchedules"]),
+        ],
+        "launcher": {
+            "type": "command",
+            "command": [
+                "sh",
+                "-c",
+                'echo "$AGENTCRON_SCHEDULE_ID $AGENTCRON_RUN_ID $AGENTCRON_PROMPT" >> sessions.log',
+            ],
+            "timeout": "20s",
+        },
+    }
+
+
+def _service_user(user_id: str, token: str, permissions: list[str]) -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "org": ORG,
+        "permissions": permissions,
+        "token_sha256": token_sha256(token),
+    }
+
+
+def toml_value(value: Any) -> str:
+    """`value` as a TOML value: strings, booleans, numbers, datetimes, arrays, inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid in TOML basic strings
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def toml_text(config: Mapping[str, Any]) -> str:
+    """A config dict as TOML: dicts become [sections], lists of dicts [[arrays of tables]]."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in config.items() if not _is_table(v)]
+    for key, value in config.items():
+        tables = [value] if isinstance(value, dict) else value if _is_table(value) else []
+        header = f"[{key}]" if isinstance(value, dict) else f"[[{key}]]"
+        for table in tables:
+            lines += ["", header, *(f"{k} = {toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _is_table(value: Any) -> bool:
+    is_array_of_tables = isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+    return isinstance(value, dict) or is_array_of_tables
+
+
+def write_config(path: Path, config: Mapping[str, Any]) -> Path:
+    """Write `config` as TOML to `path`; return `path`."""
+    path.write_text(toml_text(config), encoding="utf-8")
+    return path
+
+
+def example_config(directory: Path, port: int) -> Path:
+    """`config.example.toml` copied into `directory`, listening on `port`."""
+    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    default_listen = 'listen = "127.0.0.1:8787"'
+    assert default_listen in text, "config.example.toml no longer listens on 127.0.0.1:8787"
+    path = directory / "config.toml"
+    path.write_text(text.replace(default_listen, f'listen = "127.0.0.1:{port}"'), "utf-8")
+    return path
+
+
+def fired_lines(directory: Path) -> list[str]:
+    """The lines the `base_config` launcher appended to `sessions.log` in `directory`."""
+    log = directory / "sessions.log"
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def daemon_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without supervision or proxy variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in (*_SCRUBBED_ENV, *_PROXY_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env | dict(extra or {})
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `agentcron ARGS` (as `python -m daemon.cli`) to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args],
+        env=daemon_environment(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class DaemonProcess:
+    """A running `agentcron serve` and the means to talk to it (see the module docstring)."""
+
+    def __init__(self, config_path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.log_path = config_path.parent / "daemon.log"
+        self.base_url = f"http://127.0.0.1:{_port_of(config_path)}"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daemon.cli", "serve", "--config", str(config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=daemon_environment(env),
+                cwd=config_path.parent,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @staticmethod
+    def devin(path: str = "") -> str:
+        """The Devin v3 path of `org-local`: `devin('/schedules')`."""
+        return f"/v3/organizations/{ORG}{path}"
+
+    def call(
+        self, method: str, path: str, *, token: str | None = ADMIN_TOKEN, body: Any = None
+    ) -> tuple[int, Any]:
+        return http_call(self.url(path), method, token=token, body=body)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until `/readyz` answers 200; fail (with the log) if the process exits first."""
+        wait_until(self._ready, f"/readyz = 200 from {self.base_url}", timeout)
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"agentcron exited with {self.process.returncode}:\n{self.log_text()}")
+        try:
+            return self.call("GET", "/readyz", token=None)[0] == 200
+        except OSError:
+            return False
+
+    def send(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        """The exit code, once the process has exited; fail after `timeout`."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"agentcron still running after {timeout} s:\n{self.log_text()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then the exit code."""
+        if self.process.poll() is None:
+            self.send(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the daemon's session (it and whatever it started), if still there."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines, in order (other lines are skipped)."""
+        events = []
+        for line in self.log_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "event" in event:
+                events.append(event)
+        return events
+
+    def mark(self) -> int:
+        """How many events are logged so far: pass as `since` to wait for later ones."""
+        return len(self.events())
+
+    def wait_for_event(
+        self, name: str, *, since: int = 0, timeout: float = EVENT_TIMEOUT
+    ) -> dict[str, Any]:
+        """The first event called `name` logged after the first `since` events."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events()[since:] if e["event"] == name), None)
+
+        event: dict[str, Any] = wait_until(found, f"log event {name!r}", timeout)
+        return event
+
+
+def _port_of(config_path: Path) -> int:
+    listen = tomllib.loads(config_path.read_text(encoding="utf-8"))["server"]["listen"]
+    return int(listen.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
+    """`start_daemon(config_path, env=None, ready=True)` -> a DaemonProcess (ready by default).
+
+    Daemons still running at teardown get SIGTERM, then SIGKILL if they do not exit.
+    """
+    started: list[DaemonProcess] = []
+
+    def start(
+        config_path: Path, env: Mapping[str, str] | None = None, *, ready: bool = True
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(config_path, env)
+        started.append(daemon)
+        if ready:
+            daemon.wait_ready()
+        return daemon
+
+    yield start
+    for daemon in started:
+        _stop_quietly(daemon)
+
+
+def _stop_quietly(daemon: DaemonProcess) -> None:
+    if daemon.process.poll() is None:
+        daemon.send(signal.SIGTERM)
+        try:
+            daemon.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+class NotifyReceiver:
+    """A unix datagram socket standing in for systemd's `$NOTIFY_SOCKET`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.received: list[dict[str, str]] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for the daemon: `NOTIFY_SOCKET` and `extra` (e.g. WATCHDOG_USEC)."""
+        return {"NOTIFY_SOCKET": str(self.path), **extra}
+
+    def wait_for(self, assignment: str, timeout: float = EVENT_TIMEOUT) -> dict[str, str]:
+        """The next datagram holding `assignment` (`"READY=1"`); those before it are kept
+        in `received` but skipped. Fails after `timeout`."""
+        key, _, value = assignment.partition("=")
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._receive(deadline - time.monotonic())
+            if message is None:
+                pytest.fail(f"no {assignment} within {timeout} s; received {self.received}")
+            if message.get(key) == value:
+                return message
+
+    def drain(self) -> list[dict[str, str]]:
+        """Read every datagram already queued, without waiting; return `received`."""
+        while self._receive(0.001) is not None:
+            pass
+        return self.received
+
+    def _receive(self, remaining: float) -> dict[str, str] | None:
+        if remaining <= 0:
+            return None
+        self.sock.settimeout(remaining)
+        try:
+            raw = self.sock.recv(65536)
+        except TimeoutError:
+            return None
+        message = dict(
+            line.partition("=")[::2] for line in raw.decode().splitlines() if "=" in line
+        )
+        self.received.append(message)
+        return message
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifyReceiver]:
+    """A NotifyReceiver bound in tmp_path (or a short temporary directory when tmp_path is
+    too long for a unix socket address)."""
+    directory = tmp_path
+    short = None
+    if len(str(tmp_path / "notify.sock").encode()) > 100:
+        short = Path(tempfile.mkdtemp(prefix="agentcron-"))
+        directory = short
+    receiver = NotifyReceiver(directory / "notify.sock")
+    yield receiver
+    receiver.close()
+    if short is not None:
+        shutil.rmtree(short, ignore_errors=True)
