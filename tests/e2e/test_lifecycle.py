@@ -1,0 +1,98 @@
+"""The real `agentcron serve`: start-up, health, systemd notifications, graceful stop."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.conftest import (
+    DaemonProcess,
+    NotifyReceiver,
+    base_config,
+    example_config,
+    free_port,
+    run_cli,
+    write_config,
+)
+
+DEMO_TOKEN = "cog_demo_token_change_me"  # the token whose hash config.example.toml ships with
+EXAMPLE_GRACE_S = 20.0
+
+StartDaemon = Callable[..., DaemonProcess]
+
+
+def test_the_example_config_serves_and_stops_within_the_grace(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
+    config = example_config(tmp_path, free_port())
+    assert run_cli("check-config", "--config", str(config)).returncode == 0
+
+    daemon = start_daemon(config)
+
+    assert daemon.call("GET", "/healthz", token=None)[0] == 200
+    assert daemon.call("GET", "/readyz", token=None) == (200, {"status": "serving"})
+    status, page = daemon.call("GET", daemon.devin("/schedules"), token=DEMO_TOKEN)
+    assert status == 200
+    assert [s["name"] for s in page["items"]] == ["heartbeat"]
+    assert daemon.stop(timeout=EXAMPLE_GRACE_S) == 0
+    names = [event["event"] for event in daemon.events()]
+    assert names.index("daemon_ready") < names.index("daemon_stopping")
+    assert names[-1] == "daemon_stopped"
+    assert (tmp_path / "agentcron.db").exists()
+
+
+def test_systemd_hears_ready_watchdog_reloading_and_stopping(
+    tmp_path: Path, start_daemon: StartDaemon, notify_socket: NotifyReceiver
+) -> None:
+    config = write_config(tmp_path / "config.toml", base_config(free_port()))
+    # A 2 s watchdog: the daemon must ping every second, well within the timeout.
+    daemon = start_daemon(config, notify_socket.env(WATCHDOG_USEC="2000000"))
+
+    ready = notify_socket.wait_for("READY=1")
+    pings = [notify_socket.wait_for("WATCHDOG=1", timeout=2.0) for _ in range(3)]
+    daemon.send(signal.SIGHUP)
+    reloading = notify_socket.wait_for("RELOADING=1")
+    ready_again = notify_socket.wait_for("READY=1")
+    daemon.send(signal.SIGTERM)
+    stopping = notify_socket.wait_for("STOPPING=1")
+
+    assert ready["STATUS"] and len(pings) == 3
+    assert int(reloading["MONOTONIC_USEC"]) > 0 and ready_again["READY"] == "1"
+    assert stopping["STOPPING"] == "1"
+    assert daemon.wait_exit() == 0
+
+
+def test_no_watchdog_pings_unless_asked(
+    tmp_path: Path, start_daemon: StartDaemon, notify_socket: NotifyReceiver
+) -> None:
+    config = write_config(tmp_path / "config.toml", base_config(free_port()))
+    daemon = start_daemon(config, notify_socket.env())
+
+    notify_socket.wait_for("READY=1")
+    assert daemon.stop() == 0
+    notify_socket.wait_for("STOPPING=1")
+    assert not any("WATCHDOG" in message for message in notify_socket.drain())
+
+
+def test_an_invalid_config_stops_start_up_naming_the_key_and_line(
+    tmp_path: Path, start_daemon: StartDaemon, notify_socket: NotifyReceiver
+) -> None:
+    settings = base_config(free_port())
+    settings["scheduler"]["catchup_rate"] = "fast"
+    config = write_config(tmp_path / "config.toml", settings)
+
+    daemon = start_daemon(config, notify_socket.env(), ready=False)
+
+    assert daemon.wait_exit() == 2
+    assert f"{config}:" in daemon.log_text() and "scheduler.catchup_rate" in daemon.log_text()
+    assert not any("READY" in message for message in notify_socket.drain())
+
+
+def test_sigint_stops_like_sigterm(tmp_path: Path, start_daemon: StartDaemon) -> None:
+    config = write_config(tmp_path / "config.toml", base_config(free_port()))
+    daemon = start_daemon(config)
+
+    daemon.send(signal.SIGINT)
+
+    assert daemon.wait_exit() == 0

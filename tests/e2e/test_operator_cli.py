@@ -1,0 +1,194 @@
+"""`agentcron schedules ...` against the real daemon, as an operator would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    DaemonProcess,
+    base_config,
+    fired_lines,
+    free_port,
+    run_cli,
+    wait_until,
+    write_config,
+)
+
+StartDaemon = Callable[..., DaemonProcess]
+FIRE_TIMEOUT = 20.0
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, start_daemon: StartDaemon) -> Iterator[DaemonProcess]:
+    yield start_daemon(write_config(tmp_path / "config.toml", base_config(free_port())))
+
+
+def cli(
+    daemon: DaemonProcess, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`agentcron schedules ARGS` pointed at `daemon` with the admin token."""
+    env = {"AGENTCRON_TOKEN": ADMIN_TOKEN, "AGENTCRON_URL": daemon.base_url}
+    return run_cli("schedules", *args, env=env, stdin=stdin)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(ok(result))
+
+
+def create_nightly(daemon: DaemonProcess) -> dict[str, Any]:
+    return ok_json(
+        cli(
+            daemon,
+            "create",
+            "--name",
+            "nightly",
+            "--prompt",
+            "Summarise the day.",
+            "--frequency",
+            "0 2 * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--json",
+        )
+    )
+
+
+def test_create_list_get_patch_delete(daemon: DaemonProcess) -> None:
+    created = create_nightly(daemon)
+    schedule_id = created["scheduled_session_id"]
+    assert (created["frequency"], created["timezone"], created["enabled"]) == (
+        "0 2 * * *",
+        "Europe/Paris",
+        True,
+    )
+
+    table = ok(cli(daemon, "list")).splitlines()
+    assert table[0].split() == [
+        "ID",
+        "NAME",
+        "TYPE",
+        "FREQUENCY/AT",
+        "TIMEZONE",
+        "ENABLED",
+        "NEXT",
+        "RUN",
+        "FAILURES",
+    ]
+    row = table[1]
+    for cell in (schedule_id, "nightly", "recurring", "0 2 * * *", "Europe/Paris", "yes"):
+        assert cell in row
+    assert row.split()[-1] == "0"
+    listed = ok_json(cli(daemon, "list", "--json"))
+    assert [item["scheduled_session_id"] for item in listed["items"]] == [schedule_id]
+
+    shown = ok(cli(daemon, "get", schedule_id))
+    assert any(line.split(None, 1) == ["name", "nightly"] for line in shown.splitlines())
+
+    patched = ok_json(
+        cli(daemon, "patch", schedule_id, "--disabled", "--name", "nightly-2", "--json")
+    )
+    assert (patched["name"], patched["enabled"], patched["next_run_at"]) == (
+        "nightly-2",
+        False,
+        None,
+    )
+    body = ok_json(cli(daemon, "patch", schedule_id, "--json", '{"prompt": "From JSON."}'))
+    assert body["prompt"] == "From JSON." and body["name"] == "nightly-2"
+    piped = ok_json(cli(daemon, "patch", schedule_id, "--json", "-", stdin='{"enabled": true}'))
+    assert piped["enabled"] is True
+
+    assert ok(cli(daemon, "delete", schedule_id)).strip() == f"deleted {schedule_id} (nightly-2)"
+    gone = cli(daemon, "get", schedule_id)
+    assert gone.returncode == 1 and "not found" in gone.stderr
+
+
+def test_create_one_time_from_flags_prints_fields(daemon: DaemonProcess) -> None:
+    output = ok(
+        cli(
+            daemon,
+            "create",
+            "--name",
+            "once",
+            "--prompt",
+            "p",
+            "--scheduled-at",
+            "2099-01-01T09:00:00Z",
+        )
+    )
+
+    fields = dict(
+        line.split(None, 1) for line in output.splitlines() if len(line.split(None, 1)) == 2
+    )
+    assert fields["schedule_type"] == "one_time"
+    assert fields["scheduled_at"].startswith("2099-01-01T09:00:00")
+    assert fields["name"] == "once"
+
+
+def test_trigger_then_runs(daemon: DaemonProcess, tmp_path: Path) -> None:
+    schedule_id = create_nightly(daemon)["scheduled_session_id"]
+
+    run = ok_json(cli(daemon, "trigger", schedule_id, "--json"))
+
+    assert (run["schedule_id"], run["trigger"], run["status"]) == (
+        schedule_id,
+        "manual",
+        "launching",
+    )
+    wait_until(lambda: fired_lines(tmp_path), "the triggered launch", FIRE_TIMEOUT)
+
+    def finished() -> list[str] | None:
+        lines = ok(cli(daemon, "runs", schedule_id)).splitlines()
+        return lines if len(lines) > 1 and "succeeded" in lines[1] else None
+
+    lines = wait_until(finished, "the run to succeed", FIRE_TIMEOUT)
+    assert lines[0].split()[:2] == ["ID", "SCHEDULED"]
+    assert lines[1].split()[0] == run["id"]
+    runs = ok_json(cli(daemon, "runs", schedule_id, "--json"))
+    assert [item["id"] for item in runs["items"]] == [run["id"]]
+
+
+def test_an_unknown_id_prints_the_servers_detail_and_exits_1(daemon: DaemonProcess) -> None:
+    status, answer = daemon.call("GET", daemon.devin("/schedules/sched-unknown"))
+
+    result = cli(daemon, "get", "sched-unknown")
+
+    assert status == 404
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"agentcron: HTTP 404: {answer['detail']}"
+
+
+def test_a_validation_error_names_the_field_and_exits_1(daemon: DaemonProcess) -> None:
+    result = cli(daemon, "create", "--name", "bad", "--prompt", "p", "--frequency", "0 0 30 2 *")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("agentcron: HTTP 422: ") and "frequency" in result.stderr
+
+
+def test_usage_errors_exit_2(daemon: DaemonProcess) -> None:
+    no_token = run_cli("schedules", "list", "--url", daemon.base_url, env={"AGENTCRON_TOKEN": ""})
+    bad_body = cli(daemon, "create", "--json", "[1, 2]")
+    unknown = cli(daemon, "frobnicate")
+
+    assert (no_token.returncode, bad_body.returncode, unknown.returncode) == (2, 2, 2)
+    assert "AGENTCRON_TOKEN" in no_token.stderr and "JSON object" in bad_body.stderr
+
+
+def test_an_unreachable_daemon_exits_1() -> None:
+    port = free_port()
+    env = {"AGENTCRON_TOKEN": ADMIN_TOKEN}
+
+    result = run_cli("schedules", "list", "--url", f"http://127.0.0.1:{port}", env=env)
+
+    assert result.returncode == 1 and "cannot reach" in result.stderr
