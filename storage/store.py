@@ -231,19 +231,80 @@ class Store:
 
     # -- engine ----------------------------------------------------------------------------
 
-    async def due_schedules(self, until: datetime, *, limit: int) -> list[Schedule]:
-        """Active schedules whose `next_run_at` is at or before `until`, soonest first."""
+    async def due_schedules(
+        self, until: datetime, *, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Schedule]:
+        """Active schedules whose `next_run_at` is at or before `until`, soonest first.
+
+        Ordered by (`next_run_at`, `id`); pass the last pair of a page as `after` to read the
+        next page (keyset paging on the `next_run_at` index).
+        """
+        where = and_(
+            SCHEDULES.c.next_run_at <= until,
+            SCHEDULES.c.enabled.is_(True),
+            SCHEDULES.c.deleted_at.is_(None),
+        )
+        if after is not None:
+            instant, schedule_id = after
+            where = and_(
+                where,
+                (SCHEDULES.c.next_run_at > instant)
+                | and_(SCHEDULES.c.next_run_at == instant, SCHEDULES.c.id > schedule_id),
+            )
         query = (
             select(SCHEDULES)
-            .where(
-                SCHEDULES.c.next_run_at <= until,
-                SCHEDULES.c.enabled.is_(True),
-                SCHEDULES.c.deleted_at.is_(None),
-            )
-            .order_by(SCHEDULES.c.next_run_at)
+            .where(where)
+            .order_by(SCHEDULES.c.next_run_at, SCHEDULES.c.id)
             .limit(limit)
         )
         return await self.db.read(lambda conn: [_schedule(r) for r in conn.execute(query)])
+
+    async def get_schedules(self, schedule_ids: Iterable[str]) -> dict[str, Schedule]:
+        """The live schedules among `schedule_ids`, by id (unknown or deleted ones are absent)."""
+        ids = sorted(set(schedule_ids))
+
+        def op(conn: Connection) -> dict[str, Schedule]:
+            found: dict[str, Schedule] = {}
+            for start in range(0, len(ids), 500):
+                query = select(SCHEDULES).where(
+                    SCHEDULES.c.id.in_(ids[start : start + 500]), SCHEDULES.c.deleted_at.is_(None)
+                )
+                found.update((row.id, _schedule(row)) for row in conn.execute(query))
+            return found
+
+        return await self.db.read(op)
+
+    async def count_active_schedules(self) -> int:
+        """How many schedules are enabled and not deleted."""
+        query = (
+            select(func.count())
+            .select_from(SCHEDULES)
+            .where(SCHEDULES.c.enabled.is_(True), SCHEDULES.c.deleted_at.is_(None))
+        )
+        return await self.db.read(lambda conn: int(conn.execute(query).scalar_one()))
+
+    async def disable_if_due(self, schedule_id: str, expected: datetime, *, now: datetime) -> bool:
+        """Disable the schedule (`next_run_at` cleared) if `next_run_at` still equals `expected`.
+
+        For a one_time schedule whose instant was missed beyond its catch-up window; the
+        compare-and-set leaves a schedule alone that was edited meanwhile. Returns whether
+        it was disabled.
+        """
+
+        def op(conn: Connection) -> bool:
+            result = conn.execute(
+                update(SCHEDULES)
+                .where(SCHEDULES.c.id == schedule_id, SCHEDULES.c.next_run_at == expected)
+                .values(
+                    enabled=False,
+                    next_run_at=None,
+                    updated_at=now,
+                    version=SCHEDULES.c.version + 1,
+                )
+            )
+            return bool(result.rowcount)
+
+        return await self.db.write(op)
 
     async def advance_schedules(
         self, moves: Sequence[tuple[str, datetime | None, datetime | None]]

@@ -1,0 +1,879 @@
+"""The firing engine: turns due instants into runs (DESIGN sections 3 and 4).
+
+The database is the source of truth. Every schedule's next nominal instant is its indexed
+`next_run_at`; the engine holds timers only for instants within `settings.horizon`. An
+APScheduler (3.x, memory job store) instance is the timer and nothing else: one date job per
+distinct due instant (jitter included) carrying the ids due then, and one interval job that
+refills the horizon from the index. Start-up reads the missed instants and the horizon, never
+the whole table, so neither its time nor the memory grows with the number of schedules.
+
+A due batch is claimed in one transaction (a Run per instant, unique per schedule and
+instant, so nothing fires twice), launched concurrently over the shared launcher (at most
+`max_concurrent_launches` at once), and each schedule's `next_run_at` is then advanced with a
+compare-and-set from the instant that fired, so an edit made meanwhile wins. Outcomes are
+folded into the store in batched transactions and reported to `on_finished`.
+
+Instants nobody held a timer for (the daemon was down, or the loop fell behind) go through
+the catch-up rules of `daemon.firing`: at most one catch-up run per schedule, the rest
+recorded as one `missed` run, catch-up launches paced at `catchup_rate` per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from daemon import metrics
+from daemon.config import SchedulerConfig
+from daemon.firing import (
+    CatchupPlan,
+    FireIdentity,
+    OverlapAction,
+    Timer,
+    fire_identity,
+    is_behind,
+    natural_trigger,
+    next_after_fire,
+    overlap_action,
+    plan_catchup,
+    releasable,
+    seconds_until_release,
+    timer_for,
+)
+from daemon.launchers import Launcher, LaunchRequest, LaunchResult
+from storage.clock import Clock
+from storage.db import StoreUnavailable
+from storage.domain import FinishedRun, Run, RunOutcome, Schedule
+from storage.enums import RunStatus, RunTrigger, ScheduleType
+from storage.identities import DirectoryRef
+from storage.store import Store
+
+log = structlog.get_logger("agentcron.engine")
+
+PAGE = 1000
+"""Schedules read from the `next_run_at` index per query."""
+FINISH_WINDOW = 0.005
+"""Seconds outcomes are collected before they are finished in one transaction."""
+_REFILL_JOB = "refill"
+_UTC_TICK = timedelta(microseconds=1)
+
+
+def _ignore_finished(_: FinishedRun) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fire:
+    """A due instant on its way to a run.
+
+    `expected` is the `next_run_at` the store must still hold for the fire to go ahead (and
+    the compare-and-set value of the advance); None for a buffered fire, which no longer
+    advances anything. `following` is where `next_run_at` goes afterwards, computed as
+    `next_after_fire(schedule, following_after)` for schedule `version`.
+    """
+
+    schedule_id: str
+    instant: datetime
+    expected: datetime | None
+    trigger: RunTrigger | None
+    following: datetime | None
+    following_after: datetime
+    version: int
+
+    @classmethod
+    def of_timer(cls, timer: Timer) -> _Fire:
+        return cls(
+            timer.schedule_id,
+            timer.instant,
+            timer.instant,
+            None,
+            timer.following,
+            timer.instant,
+            timer.version,
+        )
+
+    def next_run_at(self, schedule: Schedule) -> datetime | None:
+        if schedule.version == self.version:
+            return self.following
+        return next_after_fire(schedule, self.following_after)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """What one fire of a batch does: its schedule as read now, the run, and the action."""
+
+    fire: _Fire
+    schedule: Schedule
+    identity: FireIdentity
+    action: OverlapAction
+    run: Run | None
+
+
+class Engine:
+    """Fires schedules; implements `api.ports.ScheduleEvents` for the HTTP layer."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        directory: DirectoryRef,
+        clock: Clock,
+        settings: SchedulerConfig,
+        launcher: Launcher,
+        on_finished: Callable[[FinishedRun], None] = _ignore_finished,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.clock = clock
+        self.settings = settings
+        self._launcher = launcher
+        self._on_finished = on_finished
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._semaphore = asyncio.Semaphore(settings.max_concurrent_launches)
+        self._finisher = _Finisher(store, self)
+        self._pacer = _Pacer(self)
+        # Timers within the horizon: by schedule, and the schedule ids of each fire instant.
+        self._timers: dict[str, Timer] = {}
+        self._batches: dict[datetime, set[str]] = {}
+        self._loaded_until: datetime | None = None
+        # Schedules between a timer firing (or a queued catch-up) and their advance, with the
+        # `next_run_at` they are being fired from: refills and edits leave those alone.
+        self._busy: dict[str, datetime] = {}
+        # Schedules touched since a refill began reading: its (older) rows must not win.
+        self._epoch = 0
+        self._touched: dict[str, int] = {}
+        # Runs this process launched and has not finished, by schedule (for overlap).
+        self._in_flight: dict[str, set[str]] = {}
+        self._buffered: dict[str, _Fire] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._launches: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        self._fatal: asyncio.Future[None] | None = None
+        self._running = False
+        self._stopping = False
+        self._refilling = False
+        self._last_refill = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
+        self._fatal = asyncio.get_running_loop().create_future()
+        now = self.clock.now()
+        recovered = await self.store.interrupt_launching_runs(
+            now=now, max_consecutive_failures=self.settings.max_consecutive_failures
+        )
+        self._report(recovered)
+        self._background = [
+            self._finisher.start(),
+            asyncio.create_task(self._pacer.run(), name="engine-catchup"),
+            asyncio.create_task(self._supervise(), name="engine-timer"),
+        ]
+        self._running = True
+        missed = await self._catch_up_missed(now)
+        self._scheduler.start()
+        await self._refill()
+        self._scheduler.add_job(
+            self._on_refill,
+            IntervalTrigger(seconds=self._refill_interval),
+            id=_REFILL_JOB,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
+        log.info(
+            "engine_started",
+            interrupted=len(recovered),
+            catchups=len(self._pacer),
+            missed_schedules=missed,
+            timers=len(self._timers),
+            horizon_s=self.settings.horizon,
+        )
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; wait up to `grace` s for launches in flight, then cancel them.
+
+        A cancelled launch's run stays `launching`: the next start marks it `interrupted`.
+        """
+        if not self._running:
+            return
+        self._running, self._stopping = False, True
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._buffered.clear()
+        self._pacer.clear()
+        cancelled = await self._wait_for_launches(grace)
+        await self._finisher.close()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        log.info("engine_stopped", cancelled_launches=cancelled)
+
+    async def _wait_for_launches(self, grace: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while (pending := self._tasks | self._launches) and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(pending, timeout=left)
+        pending = self._tasks | self._launches
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+    def background_tasks(self) -> list[asyncio.Task[Any]]:
+        """Tasks whose end means the engine is broken (the daemon then exits non-zero)."""
+        return list(self._background)
+
+    def healthy(self) -> bool:
+        """The timer runs and the horizon was refilled recently."""
+        if not self._running or self._fatal is None or self._fatal.done():
+            return False
+        overdue = 3 * self._refill_interval + 30.0
+        return self._scheduler.running and time.monotonic() - self._last_refill < overdue
+
+    def set_launcher(self, launcher: Launcher) -> None:
+        """New fires use `launcher`; launches in flight finish on the old one."""
+        self._launcher = launcher
+
+    def update_settings(self, settings: SchedulerConfig) -> None:
+        """Apply new scheduler settings without dropping a timer."""
+        previous, self.settings = self.settings, settings
+        if settings.max_concurrent_launches != previous.max_concurrent_launches:
+            self._semaphore = asyncio.Semaphore(settings.max_concurrent_launches)
+        if settings.horizon != previous.horizon and self._running:
+            trigger = IntervalTrigger(seconds=self._refill_interval)
+            self._scheduler.reschedule_job(_REFILL_JOB, trigger=trigger)
+            self._spawn(self._on_refill(), "refill")
+
+    @property
+    def _refill_interval(self) -> float:
+        return self.settings.horizon / 2
+
+    async def _supervise(self) -> None:
+        """Ends (raising) when the engine hits an error it cannot carry on from."""
+        assert self._fatal is not None
+        await self._fatal
+
+    def _fail(self, error: BaseException) -> None:
+        if self._fatal is not None and not self._fatal.done():
+            self._fatal.set_exception(error)
+
+    # -- ScheduleEvents --------------------------------------------------------------------
+
+    async def changed(self, schedule: Schedule) -> None:
+        """Re-time `schedule` as stored now; returns once the timers reflect it."""
+        if not self._running:
+            return  # start() reads every schedule's state from the store
+        self._touch(schedule.id)
+        self._drop_timer(schedule.id)
+        if not schedule.is_active:
+            self._buffered.pop(schedule.id, None)
+        instant = schedule.next_run_at
+        if not schedule.is_active or instant is None or self._busy.get(schedule.id) == instant:
+            return
+        now = self.clock.now()
+        if is_behind(instant, now, self.settings.missed_run_grace):
+            await self._catch_up([schedule], now)
+        elif self._within_horizon(instant):
+            self._hold(timer_for(schedule, instant))
+
+    async def trigger(self, schedule: Schedule, *, by: str) -> Run:
+        """Fire `schedule` now (trigger `manual`, overlap not applied); the run is `launching`."""
+        identity = fire_identity(schedule, self.directory.current)
+        now = self.clock.now()
+        for nudge in range(3):  # two manual runs in the same microsecond: take the next one
+            instant = now + nudge * _UTC_TICK
+            run = Run(
+                schedule_id=schedule.id,
+                scheduled_for=instant,
+                trigger=RunTrigger.MANUAL,
+                started_at=now,
+                identity=identity.user_id,
+            )
+            if await self.store.claim_runs([run]):
+                log.info(
+                    "schedule_fired",
+                    schedule_id=schedule.id,
+                    run_id=run.id,
+                    trigger=RunTrigger.MANUAL.value,
+                    scheduled_for=instant.isoformat(),
+                    identity=identity.user_id,
+                    triggered_by=by,
+                )
+                self._start_launch(schedule, run, identity)
+                return run
+        raise RuntimeError(f"could not claim a manual run of {schedule.id}")
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _within_horizon(self, instant: datetime) -> bool:
+        return self._loaded_until is not None and instant <= self._loaded_until
+
+    def _hold(self, timer: Timer) -> None:
+        """Hold `timer` (replacing the schedule's previous one) in its instant's batch."""
+        self._drop_timer(timer.schedule_id)
+        self._timers[timer.schedule_id] = timer
+        batch = self._batches.get(timer.fire_at)
+        if batch is None:
+            batch = self._batches[timer.fire_at] = set()
+            self._scheduler.add_job(
+                self._on_timer,
+                DateTrigger(run_date=timer.fire_at),
+                args=[timer.fire_at],
+                id=_job_id(timer.fire_at),
+                misfire_grace_time=None,
+                replace_existing=True,
+            )
+        batch.add(timer.schedule_id)
+        metrics.TIMERS_HELD.set(len(self._timers))
+
+    def _drop_timer(self, schedule_id: str) -> None:
+        timer = self._timers.pop(schedule_id, None)
+        if timer is None:
+            return
+        metrics.TIMERS_HELD.set(len(self._timers))
+        batch = self._batches.get(timer.fire_at)
+        if batch is None:
+            return
+        batch.discard(schedule_id)
+        if not batch:
+            del self._batches[timer.fire_at]
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(_job_id(timer.fire_at))
+
+    async def _on_timer(self, fire_at: datetime) -> None:
+        """An instant's timer went off: fire every schedule still in its batch."""
+        fires = []
+        for schedule_id in self._batches.pop(fire_at, set()):
+            timer = self._timers.pop(schedule_id, None)
+            if timer is None or timer.fire_at != fire_at:
+                continue
+            self._busy[schedule_id] = timer.instant
+            fires.append(_Fire.of_timer(timer))
+        metrics.TIMERS_HELD.set(len(self._timers))
+        if fires:
+            self._spawn(self._guarded("fire", self._fire(fires)), "fire")
+
+    def _touch(self, schedule_id: str) -> None:
+        self._epoch += 1
+        self._touched[schedule_id] = self._epoch
+
+    async def _on_refill(self) -> None:
+        if self._refilling or not self._running:
+            return
+        self._refilling = True
+        try:
+            await self._guarded("refill", self._refill())
+        finally:
+            self._refilling = False
+
+    async def _refill(self) -> None:
+        """Hold a timer for every schedule due within the horizon; catch up those behind."""
+        now = self.clock.now()
+        self._loaded_until = now + timedelta(seconds=self.settings.horizon)
+        since = self._epoch
+        behind: list[Schedule] = []
+        async for page in self._due_pages(self._loaded_until):
+            behind.extend(self._hold_page(page, now, since))
+        self._touched = {k: epoch for k, epoch in self._touched.items() if epoch > since}
+        if behind:
+            await self._catch_up(behind, now)
+        self._last_refill = time.monotonic()
+        metrics.SCHEDULES_ENABLED.set(await self.store.count_active_schedules())
+
+    def _hold_page(self, page: Sequence[Schedule], now: datetime, since: int) -> list[Schedule]:
+        """Hold timers for the page's schedules that need one; return those that are behind."""
+        behind = []
+        for schedule in page:
+            instant = schedule.next_run_at
+            if instant is None or self._touched.get(schedule.id, 0) > since:
+                continue  # changed since the page was read: memory is newer than the row
+            if self._busy.get(schedule.id) == instant:
+                continue
+            held = self._timers.get(schedule.id)
+            if held is not None and (held.instant, held.version) == (instant, schedule.version):
+                continue
+            if is_behind(instant, now, self.settings.missed_run_grace):
+                self._drop_timer(schedule.id)
+                behind.append(schedule)
+            else:
+                self._hold(timer_for(schedule, instant))
+        return behind
+
+    async def _due_pages(self, until: datetime) -> AsyncIterator[list[Schedule]]:
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = await self.store.due_schedules(until, limit=PAGE, after=after)
+            if page:
+                yield page
+            if len(page) < PAGE:
+                return
+            last = page[-1]
+            assert last.next_run_at is not None
+            after = (last.next_run_at, last.id)
+
+    # -- firing ----------------------------------------------------------------------------
+
+    async def _fire(self, fires: Sequence[_Fire]) -> None:
+        """Claim the batch in one transaction, launch it, then advance its schedules."""
+        try:
+            if self._stopping:
+                return
+            schedules = await self.store.get_schedules(fire.schedule_id for fire in fires)
+            now = self.clock.now()
+            decisions = [
+                decision
+                for fire in fires
+                if (decision := self._decide(fire, schedules.get(fire.schedule_id), now))
+            ]
+            runs = [decision.run for decision in decisions if decision.run is not None]
+            claimed = {run.id for run in await self.store.claim_runs(runs)}
+            for decision in decisions:
+                self._carry_out(decision, claimed, now)
+            await self._advance(decisions, now)
+        finally:
+            for fire in fires:
+                if fire.expected is not None and self._busy.get(fire.schedule_id) == fire.expected:
+                    del self._busy[fire.schedule_id]
+
+    def _decide(self, fire: _Fire, schedule: Schedule | None, now: datetime) -> _Decision | None:
+        if schedule is None or not schedule.is_active:
+            return None  # deleted or disabled since the timer was set
+        if fire.expected is not None and schedule.next_run_at != fire.expected:
+            return None  # edited since: the edit re-timed it
+        identity = fire_identity(schedule, self.directory.current)
+        action = OverlapAction.FIRE
+        if fire.expected is not None:
+            running = len(self._in_flight.get(schedule.id, ()))
+            buffered = schedule.id in self._buffered
+            action = overlap_action(schedule, in_flight=running, buffered=buffered)
+        run = self._run_for(fire, schedule, identity, action, now)
+        return _Decision(fire, schedule, identity, action, run)
+
+    def _run_for(
+        self,
+        fire: _Fire,
+        schedule: Schedule,
+        identity: FireIdentity,
+        action: OverlapAction,
+        now: datetime,
+    ) -> Run | None:
+        run = Run(
+            schedule_id=schedule.id,
+            scheduled_for=fire.instant,
+            trigger=fire.trigger or natural_trigger(schedule),
+            started_at=now,
+            identity=identity.user_id,
+        )
+        if action == OverlapAction.FIRE:
+            return run
+        if action == OverlapAction.BUFFER:
+            return None
+        previous = ", ".join(sorted(self._in_flight.get(schedule.id, ())))
+        return dataclasses.replace(
+            run,
+            status=RunStatus.SKIPPED,
+            finished_at=now,
+            error=f"skipped: the previous run ({previous}) was still in progress",
+        )
+
+    def _carry_out(self, decision: _Decision, claimed: set[str], now: datetime) -> None:
+        schedule, fire, run = decision.schedule, decision.fire, decision.run
+        bound = log.bind(schedule_id=schedule.id, scheduled_for=fire.instant.isoformat())
+        if decision.action == OverlapAction.BUFFER:
+            self._buffered[schedule.id] = dataclasses.replace(
+                fire, expected=None, trigger=fire.trigger or natural_trigger(schedule)
+            )
+            bound.info("run_buffered", reason="the previous run is still in progress")
+            return
+        if run is None or run.id not in claimed:
+            return  # this instant was claimed before (a restart, or another process)
+        if run.status == RunStatus.SKIPPED:
+            metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
+            bound.info("run_skipped", run_id=run.id, error=run.error)
+            return
+        lateness = (now - fire.instant).total_seconds()
+        metrics.FIRE_LATENESS.observe(max(lateness, 0.0))
+        if run.trigger == RunTrigger.CATCHUP:
+            metrics.CATCHUP_RUNS.inc()
+        bound.info(
+            "schedule_fired",
+            run_id=run.id,
+            trigger=run.trigger.value,
+            identity=decision.identity.user_id,
+            lateness_s=round(lateness, 3),
+        )
+        self._start_launch(schedule, run, decision.identity)
+
+    async def _advance(self, decisions: Sequence[_Decision], now: datetime) -> None:
+        """Move each fired schedule's `next_run_at` on, unless it was edited meanwhile."""
+        moves = {
+            decision.schedule.id: (decision.schedule, decision.fire.next_run_at(decision.schedule))
+            for decision in decisions
+            if decision.fire.expected is not None
+        }
+        if not moves:
+            return
+        moved = await self.store.advance_schedules(
+            [(sid, schedule.next_run_at, following) for sid, (schedule, following) in moves.items()]
+        )
+        await self._follow([moves[schedule_id] for schedule_id in moved], now)
+
+    async def _follow(
+        self, advanced: Sequence[tuple[Schedule, datetime | None]], now: datetime
+    ) -> None:
+        """After schedules moved to their next instant: hold timers, catch up those behind."""
+        behind = []
+        for schedule, following in advanced:
+            self._touch(schedule.id)
+            if following is None:
+                continue
+            moved = dataclasses.replace(schedule, next_run_at=following)
+            if is_behind(following, now, self.settings.missed_run_grace):
+                behind.append(moved)
+            elif self._within_horizon(following):
+                self._hold(timer_for(moved, following))
+        if behind:
+            await self._catch_up(behind, now)
+
+    # -- catch-up --------------------------------------------------------------------------
+
+    async def _catch_up_missed(self, now: datetime) -> int:
+        """At start-up: apply the catch-up rules to every schedule due at or before `now`."""
+        count = 0
+        async for page in self._due_pages(now):
+            await self._catch_up(page, now)
+            count += len(page)
+            await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe
+        return count
+
+    async def _catch_up(self, schedules: Iterable[Schedule], now: datetime) -> None:
+        """Record missed instants, queue (paced) catch-ups, advance what needs no launch."""
+        planned = [
+            (schedule, self._plan(schedule, now))
+            for schedule in schedules
+            if schedule.next_run_at is not None
+        ]
+        await self._record_missed(planned, now)
+        catchups, moves, retired = [], [], []
+        for schedule, plan in planned:
+            assert schedule.next_run_at is not None
+            if plan.catchup_at is not None:
+                catchups.append(self._catchup_fire(schedule, plan, now))
+            elif schedule.schedule_type == ScheduleType.ONE_TIME:
+                retired.append(schedule)
+            else:
+                moves.append((schedule, plan.next_run_at))
+        self._pacer.add(catchups)
+        await self._advance_missed(moves, now)
+        for schedule in retired:
+            assert schedule.next_run_at is not None
+            await self.store.disable_if_due(schedule.id, schedule.next_run_at, now=now)
+            self._touch(schedule.id)
+
+    def _plan(self, schedule: Schedule, now: datetime) -> CatchupPlan:
+        assert schedule.next_run_at is not None
+        return plan_catchup(
+            schedule, schedule.next_run_at, now, default_window=self.settings.catchup_window
+        )
+
+    def _catchup_fire(self, schedule: Schedule, plan: CatchupPlan, now: datetime) -> _Fire:
+        assert schedule.next_run_at is not None and plan.catchup_at is not None
+        self._busy[schedule.id] = schedule.next_run_at
+        log.info(
+            "catchup_scheduled",
+            schedule_id=schedule.id,
+            scheduled_for=plan.catchup_at.isoformat(),
+            window_s=plan.window,
+        )
+        return _Fire(
+            schedule.id,
+            plan.catchup_at,
+            schedule.next_run_at,
+            RunTrigger.CATCHUP,
+            plan.next_run_at,
+            now,
+            schedule.version,
+        )
+
+    async def _record_missed(
+        self, planned: Sequence[tuple[Schedule, CatchupPlan]], now: datetime
+    ) -> None:
+        runs = {}
+        for schedule, plan in planned:
+            if plan.missed is None:
+                continue
+            run = Run(
+                schedule_id=schedule.id,
+                scheduled_for=plan.missed.first,
+                trigger=natural_trigger(schedule),
+                started_at=now,
+                status=RunStatus.MISSED,
+                finished_at=now,
+                error=plan.missed_error(),
+            )
+            runs[run.id] = run
+        for run in await self.store.claim_runs(list(runs.values())):
+            metrics.RUNS.labels(RunStatus.MISSED.value).inc()
+            metrics.MISSED_RUNS.inc()
+            log.warning(
+                "run_missed",
+                schedule_id=run.schedule_id,
+                run_id=run.id,
+                scheduled_for=run.scheduled_for.isoformat(),
+                error=run.error,
+            )
+
+    async def _advance_missed(
+        self, moves: Sequence[tuple[Schedule, datetime | None]], now: datetime
+    ) -> None:
+        if not moves:
+            return
+        by_id = {schedule.id: (schedule, following) for schedule, following in moves}
+        moved = await self.store.advance_schedules(
+            [(schedule.id, schedule.next_run_at, following) for schedule, following in moves]
+        )
+        await self._follow([by_id[schedule_id] for schedule_id in moved], now)
+
+    # -- launching -------------------------------------------------------------------------
+
+    def _start_launch(self, schedule: Schedule, run: Run, identity: FireIdentity) -> None:
+        self._in_flight.setdefault(schedule.id, set()).add(run.id)
+        task = asyncio.create_task(self._launch(schedule, run, identity), name=f"launch-{run.id}")
+        self._launches.add(task)
+        task.add_done_callback(self._launches.discard)
+
+    async def _launch(self, schedule: Schedule, run: Run, identity: FireIdentity) -> None:
+        try:
+            outcome = await self._launch_outcome(schedule, run, identity)
+            await self._finisher.finish(outcome)
+        finally:
+            self._launch_ended(schedule.id, run.id)
+
+    async def _launch_outcome(
+        self, schedule: Schedule, run: Run, identity: FireIdentity
+    ) -> RunOutcome:
+        if identity.refusal is not None:
+            return self._outcome(run, identity, LaunchResult(attempts=0, error=identity.refusal))
+        session_id = None
+        if schedule.is_stateful:
+            session_id = schedule.target_devin_id or schedule.stateful_session_id
+        request = LaunchRequest(run.id, schedule, identity.user_id, identity.as_user, session_id)
+        launcher = self._launcher
+        async with self._semaphore:
+            metrics.LAUNCHES_IN_FLIGHT.inc()
+            started = time.monotonic()
+            try:
+                result = await launcher.launch(request)
+            except Exception as exc:  # a launcher bug must not leave the run launching
+                log.exception("launcher_crashed", schedule_id=schedule.id, run_id=run.id)
+                result = LaunchResult(attempts=1, error=f"launcher error: {exc!r}")
+            finally:
+                metrics.LAUNCHES_IN_FLIGHT.dec()
+                metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
+        return self._outcome(run, identity, result)
+
+    def _outcome(self, run: Run, identity: FireIdentity, result: LaunchResult) -> RunOutcome:
+        return RunOutcome(
+            run_id=run.id,
+            status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
+            finished_at=self.clock.now(),
+            attempts=result.attempts,
+            identity=identity.user_id,
+            session_id=result.session_id,
+            session_url=result.session_url,
+            error=result.error,
+        )
+
+    def _launch_ended(self, schedule_id: str, run_id: str) -> None:
+        """Overlap bookkeeping: a buffered fire starts once the schedule has nothing running."""
+        running = self._in_flight.get(schedule_id)
+        if running is not None:
+            running.discard(run_id)
+            if running:
+                return
+            del self._in_flight[schedule_id]
+        buffered = self._buffered.pop(schedule_id, None)
+        if buffered is not None and not self._stopping:
+            self._spawn(self._guarded("fire", self._fire([buffered])), "fire-buffered")
+
+    def _report(self, finished: Iterable[FinishedRun]) -> None:
+        """Log, count and hand on every finished run; drop timers of schedules it disabled."""
+        for item in finished:
+            run = item.run
+            bound = log.bind(schedule_id=run.schedule_id, run_id=run.id)
+            metrics.RUNS.labels(run.status.value).inc()
+            if run.status == RunStatus.SUCCEEDED:
+                bound.info(
+                    "run_succeeded",
+                    session_id=run.session_id,
+                    session_url=run.session_url,
+                    attempts=run.attempts,
+                )
+            elif run.status == RunStatus.INTERRUPTED:
+                bound.warning("run_interrupted", error=run.error)
+            else:
+                bound.warning("run_failed", error=run.error, attempts=run.attempts)
+            if item.auto_paused:
+                bound.warning("schedule_auto_paused", paused_reason=item.schedule.paused_reason)
+            if not item.schedule.is_active and self._running:
+                self._drop_timer(run.schedule_id)
+                self._buffered.pop(run.schedule_id, None)
+            try:
+                self._on_finished(item)
+            except Exception:
+                bound.exception("on_finished_failed")
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _spawn(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guarded(self, what: str, work: Awaitable[None]) -> None:
+        """Run a timer's work: a store outage is logged (the next refill retries from the
+        index); anything else is a bug that stops the engine, and with it the daemon."""
+        try:
+            await work
+        except StoreUnavailable as exc:
+            log.error(f"{what}_failed", error=str(exc))
+        except Exception as exc:
+            log.exception("engine_failed", during=what)
+            self._fail(exc)
+
+
+def _job_id(fire_at: datetime) -> str:
+    return f"fire@{fire_at.isoformat()}"
+
+
+class _Finisher:
+    """Folds launch outcomes into the store in batched transactions.
+
+    Outcomes arriving within `FINISH_WINDOW` of each other are finished together; a store
+    outage is retried (the runs stay `launching` meanwhile) rather than losing an outcome.
+    """
+
+    def __init__(self, store: Store, engine: Engine) -> None:
+        self.store = store
+        self.engine = engine
+        self._queue: asyncio.Queue[tuple[RunOutcome, asyncio.Future[None]] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def finish(self, outcome: RunOutcome) -> None:
+        """Queue `outcome`; return once it is committed (and reported)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((outcome, done))
+        await done
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name="engine-finisher")
+        return self._task
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._task is None or self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(None)
+        # A finisher that died already has been reported as a dead background task.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await self._task
+
+    async def run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            await asyncio.sleep(FINISH_WINDOW)
+            batch, last = [first], False
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    last = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+            if last:
+                return
+
+    async def _commit(self, batch: list[tuple[RunOutcome, asyncio.Future[None]]]) -> None:
+        outcomes = [outcome for outcome, _ in batch]
+        delay = 0.1
+        while True:
+            try:
+                finished = await self.store.finish_runs(
+                    outcomes,
+                    max_consecutive_failures=self.engine.settings.max_consecutive_failures,
+                )
+                break
+            except StoreUnavailable as exc:
+                log.error("finish_failed", error=str(exc), runs=len(outcomes), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                raise
+        self.engine._report(finished)
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+
+class _Pacer:
+    """Starts queued catch-up fires at most `catchup_rate` per second, oldest first."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: deque[_Fire] = deque()
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, fires: Sequence[_Fire]) -> None:
+        if fires:
+            self._queue.extend(fires)
+            self._wake.set()
+
+    def clear(self) -> None:
+        for fire in self._queue:
+            if self.engine._busy.get(fire.schedule_id) == fire.expected:
+                del self.engine._busy[fire.schedule_id]
+        self._queue.clear()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await self._drain()
+            self._wake.clear()
+
+    async def _drain(self) -> None:
+        started, released = time.monotonic(), 0
+        while self._queue:
+            rate = self.engine.settings.catchup_rate
+            elapsed = time.monotonic() - started
+            count = releasable(elapsed, rate, released)
+            if count == 0:
+                await asyncio.sleep(seconds_until_release(elapsed, rate, released))
+                continue
+            batch = [self._queue.popleft() for _ in range(min(count, len(self._queue)))]
+            released += len(batch)
+            await self.engine._guarded("catchup", self.engine._fire(batch))

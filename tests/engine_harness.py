@@ -1,0 +1,127 @@
+"""A real engine over a real store and a loopback session service, for integration tests.
+
+`EngineHarness` creates schedules as the API does (store write, then `engine.changed`), moves
+a schedule's next instant to "in a moment" so overlap can be exercised without waiting a
+cron minute, and waits on the store with deadlines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from daemon.config import LauncherConfig, SchedulerConfig
+from daemon.engine import Engine
+from daemon.launchers import Backoff, HttpLauncher, Launcher
+from storage.clock import SystemClock
+from storage.domain import FinishedRun, Run, Schedule
+from storage.enums import RunStatus, ScheduleType
+from storage.identities import DirectoryRef
+from storage.store import Store
+from tests.conftest import ORG
+from tests.deadline import eventually
+from tests.session_service import SessionService
+
+SETTINGS = SchedulerConfig(
+    catchup_window=3600.0,
+    catchup_rate=50.0,
+    max_concurrent_launches=20,
+    max_consecutive_failures=0,
+    shutdown_grace=1.0,
+    horizon=300.0,
+    missed_run_grace=2.0,
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def http_launcher(service: SessionService, http: aiohttp.ClientSession) -> Launcher:
+    config = LauncherConfig(type="http", url=service.url, timeout=5.0, max_attempts=3)
+    return HttpLauncher(config, http=http, backoff=Backoff(base=0.05))
+
+
+def schedule_of(**fields: Any) -> Schedule:
+    moment = now()
+    values: dict[str, Any] = {"name": "report", "prompt": "Summarise the day", "cron": "0 3 * * *"}
+    if "scheduled_at" in fields:
+        values |= {"schedule_type": ScheduleType.ONE_TIME, "cron": None}
+    values |= fields
+    return Schedule(org_id=ORG, created_at=moment, updated_at=moment, **values)
+
+
+class EngineHarness:
+    def __init__(
+        self,
+        store: Store,
+        directory: DirectoryRef,
+        service: SessionService,
+        http: aiohttp.ClientSession,
+        settings: SchedulerConfig = SETTINGS,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.service = service
+        self.http = http
+        self.settings = settings
+        self.finished: list[FinishedRun] = []
+        self.engine = self.new_engine()
+
+    def new_engine(self) -> Engine:
+        return Engine(
+            self.store,
+            directory=self.directory,
+            clock=SystemClock(),
+            settings=self.settings,
+            launcher=http_launcher(self.service, self.http),
+            on_finished=self.finished.append,
+        )
+
+    async def create(self, **fields: Any) -> Schedule:
+        """Store a schedule and tell the engine, as the API does."""
+        stored = await self.store.create_schedule(schedule_of(**fields), now=now())
+        await self.engine.changed(stored)
+        return stored
+
+    async def update(self, schedule: Schedule, **changes: Any) -> Schedule:
+        updated = await self.store.update_schedule(schedule.id, changes, now=now())
+        await self.engine.changed(updated)
+        return updated
+
+    async def due_in(self, schedule_id: str, seconds: float) -> datetime:
+        """Move the schedule's pending instant to `seconds` from now (as an edit would)."""
+        current = await self.store.get_schedule(schedule_id)
+        instant = now() + timedelta(seconds=seconds)
+        (moved,) = await self.store.advance_schedules([(schedule_id, current.next_run_at, instant)])
+        assert moved == schedule_id
+        await self.engine.changed(dataclasses.replace(current, next_run_at=instant))
+        return instant
+
+    async def runs(self, schedule_id: str) -> list[Run]:
+        """The schedule's runs, oldest first."""
+        page = await self.store.list_runs(schedule_id, limit=100, offset=0)
+        return list(reversed(page.items))
+
+    async def finished_runs(self, schedule_id: str, count: int, within: float = 5.0) -> list[Run]:
+        """Wait until the schedule has `count` runs that are no longer launching."""
+
+        async def done() -> list[Run] | None:
+            runs = await self.runs(schedule_id)
+            settled = [run for run in runs if run.status != RunStatus.LAUNCHING]
+            return runs if len(settled) >= count else None
+
+        return await eventually(done, within=within)
+
+    async def run_with_status(
+        self, schedule_id: str, statuses: Sequence[RunStatus], within: float = 5.0
+    ) -> list[Run]:
+        async def reached() -> list[Run] | None:
+            runs = await self.runs(schedule_id)
+            return runs if [run.status for run in runs] == list(statuses) else None
+
+        return await eventually(reached, within=within)
