@@ -10,7 +10,7 @@ Configuration files
         `<schedule id> <run id> <prompt>` per fire to `sessions.log` next to the config file.
         Change the dict, then write it.
     `write_config(path, config)` writes such a dict as TOML (sections, arrays of tables,
-        inline values; datetimes as TOML datetimes).
+        inline values; datetimes as TOML datetimes), atomically (write, then rename).
     `example_config(directory, port)` copies `config.example.toml` into `directory` with
         `listen` on `port` (its relative paths then resolve inside `directory`).
     `fired_lines(directory)` -> the lines the launcher wrote to `sessions.log` so far.
@@ -200,8 +200,10 @@ def _is_table(value: Any) -> bool:
 
 
 def write_config(path: Path, config: Mapping[str, Any]) -> Path:
-    """Write `config` as TOML to `path`; return `path`."""
-    path.write_text(toml_text(config), encoding="utf-8")
+    """Write `config` as TOML to `path` (atomically: a reload never reads half a file)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(toml_text(config), encoding="utf-8")
+    partial.replace(path)
     return path
 
 

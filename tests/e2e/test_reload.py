@@ -172,6 +172,29 @@ def test_a_schedule_added_by_reload_fires(tmp_path: Path, start_daemon: StartDae
     assert lines[0].endswith("added prompt")
 
 
+def test_the_logging_level_follows_the_file(
+    tmp_path: Path, start_daemon: StartDaemon, notify_socket: NotifyReceiver
+) -> None:
+    config = base_config(free_port())
+    daemon = start_daemon(write_config(tmp_path / "config.toml", config), notify_socket.env())
+    notify_socket.wait_for("READY=1")
+    quiet = {**config, "logging": {"level": "warning", "format": "json"}}
+    write_config(daemon.config_path, quiet)
+    since = daemon.mark()
+    daemon.send(signal.SIGHUP)
+    notify_socket.wait_for("RELOADING=1")
+    notify_socket.wait_for("READY=1")
+
+    failed = reload(
+        daemon, {**quiet, "scheduler": {"catchup_rate": "fast"}}, "config_reload_failed"
+    )
+
+    later = [event["event"] for event in daemon.events()[since:]]
+    assert failed["level"] == "error"
+    # Only the first reload's start is logged: it came before the level changed.
+    assert later.count("config_reload_started") == 1 and "config_reloaded" not in later
+
+
 def test_a_new_listen_address_waits_for_a_restart_and_the_rest_applies(
     tmp_path: Path, start_daemon: StartDaemon
 ) -> None:
