@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import agentscope, health, openapi, playbooks, schedules
+from api import agentscope, health, openapi, playbooks, runs, schedules
 from api.errors import error_middleware
 from api.keys import CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
 from api.ports import Lifecycle, ScheduleEvents
@@ -37,6 +37,7 @@ def create_app(
     for base in DEVIN_BASES:
         schedules.add_routes(app, base)
         playbooks.add_routes(app, base)
+        runs.add_routes(app, base)
     if settings.agentscope_enabled:
         agentscope.add_routes(app)
     return app

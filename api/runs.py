@@ -1,0 +1,161 @@
+"""Extensions under the Devin base: run a schedule now, its run history, and cron previews.
+
+Same auth as the schedules: a service user of the path's org with ManageOrgSchedules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import authorize
+from api.body import parse_query
+from api.devin_models import MAX_OFFSET, Frequency, Timezone, UTCDatetime
+from api.keys import CLOCK, EVENTS, STORE
+from api.openapi import operation
+from api.views import respond
+from storage.cron import upcoming_fires
+from storage.domain import Run
+from storage.enums import Permission, RunStatus, RunTrigger
+
+MANAGE = Permission.MANAGE_ORG_SCHEDULES
+TAGS = ("runs",)
+
+
+class RunJson(BaseModel):
+    """One firing of a schedule. `scheduled_for` is the nominal instant (unique per schedule)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    schedule_id: str
+    scheduled_for: datetime
+    trigger: RunTrigger
+    status: RunStatus
+    identity: str | None = Field(description="The user the session ran as (or the bot user).")
+    started_at: datetime
+    finished_at: datetime | None
+    session_id: str | None
+    session_url: str | None
+    attempts: int
+    error: str | None
+
+
+class RunList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[RunJson]
+    end_cursor: str | None = Field(description="The next page's offset, null on the last.")
+    has_next_page: bool
+    total: int
+
+
+class RunListQuery(BaseModel):
+    """Paging of GET `/schedules/{schedule_id}/runs`, newest first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=50, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+class CronPreviewQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    expr: Frequency
+    timezone: Timezone = "UTC"
+    count: int = Field(default=5, ge=1, le=100, description="How many instants (1..100).")
+    after: UTCDatetime | None = Field(
+        default=None, description="List instants strictly after this one (default now)."
+    )
+
+
+class CronPreview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expr: str
+    timezone: str
+    instants: list[datetime]
+
+
+def run_json(run: Run) -> RunJson:
+    return RunJson(
+        id=run.id,
+        schedule_id=run.schedule_id,
+        scheduled_for=run.scheduled_for,
+        trigger=run.trigger,
+        status=run.status,
+        identity=run.identity,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        session_id=run.session_id,
+        session_url=run.session_url,
+        attempts=run.attempts,
+        error=run.error,
+    )
+
+
+@operation(
+    "Run a schedule now (trigger manual); answers the launching run, the launch goes on",
+    response=RunJson,
+    status=202,
+    errors=(404,),
+    tags=TAGS,
+)
+async def trigger_schedule(request: web.Request) -> web.Response:
+    # The body is never read: clients may send nothing, `{}` or a JSON content type alone.
+    org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
+    caller = authorize(request, org_id, MANAGE)
+    schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id)
+    run = await request.app[EVENTS].trigger(schedule, by=caller.id)
+    return respond(run_json(run), status=202)
+
+
+@operation(
+    "A schedule's runs, newest first",
+    query=RunListQuery,
+    response=RunList,
+    errors=(404,),
+    tags=TAGS,
+)
+async def list_runs(request: web.Request) -> web.Response:
+    org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
+    authorize(request, org_id, MANAGE)
+    query = parse_query(request.query, RunListQuery)
+    store = request.app[STORE]
+    await store.get_schedule(schedule_id, org_id=org_id)
+    page = await store.list_runs(schedule_id, limit=query.limit, offset=query.offset)
+    following = query.offset + len(page.items)
+    has_next_page = following < page.total
+    return respond(
+        RunList(
+            items=[run_json(run) for run in page.items],
+            end_cursor=str(following) if has_next_page else None,
+            has_next_page=has_next_page,
+            total=page.total,
+        )
+    )
+
+
+@operation(
+    "The next instants of a cron expression, as the engine computes them",
+    query=CronPreviewQuery,
+    response=CronPreview,
+    tags=TAGS,
+)
+async def cron_preview(request: web.Request) -> web.Response:
+    authorize(request, request.match_info["org_id"], MANAGE)
+    query = parse_query(request.query, CronPreviewQuery)
+    after = query.after if query.after is not None else request.app[CLOCK].now()
+    instants = upcoming_fires(query.expr, query.timezone, after, query.count)
+    return respond(CronPreview(expr=query.expr, timezone=query.timezone, instants=instants))
+
+
+def add_routes(app: web.Application, base: str) -> None:
+    """The extension routes under `base` (which holds `{org_id}`)."""
+    item = f"{base}/schedules/{{schedule_id}}"
+    app.router.add_post(f"{item}/trigger", trigger_schedule)
+    app.router.add_get(f"{item}/runs", list_runs)
+    app.router.add_get(f"{base}/cron/preview", cron_preview)
