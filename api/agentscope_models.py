@@ -18,10 +18,13 @@ from storage.enums import PermissionMode, RunStatus, RunTrigger, Source
 
 
 def _as_utc(moment: datetime) -> datetime:
-    """Naive means UTC; aware is converted to UTC."""
+    """Naive means UTC; aware is converted to UTC (a ValueError if that leaves the range)."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("datetime is out of range") from None
 
 
 UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import aiohttp
 import structlog
-from aiohttp import web
 
 from api.app import create_app
+from api.http_server import start_http_server
 from api.keys import ApiSettings
 from daemon.config import Config
 from daemon.engine import Engine
@@ -114,11 +114,11 @@ class Daemon:
             lifecycle=self,
             settings=api_settings(self.config),
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-        await runner.setup()
+        server = self.config.server
+        runner = await start_http_server(
+            app, server.host, server.port, request_timeout=server.request_timeout
+        )
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
-        await site.start()
 
     def _watch(self, *tasks: asyncio.Task[object] | None) -> None:
         self._critical.update(task for task in tasks if task is not None)
