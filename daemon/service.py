@@ -81,6 +81,7 @@ class Daemon:
         notifier = Notifier(config.notify, http=http)
         await notifier.start()
         stack.push_async_callback(notifier.stop)
+        self._watch(notifier.worker)
         engine = Engine(
             store,
             directory=directory,

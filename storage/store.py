@@ -160,7 +160,7 @@ class Store:
         where = and_(SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None))
         if owner_user_id is not None:
             where = and_(where, SCHEDULES.c.owner_user_id == owner_user_id)
-        order = (SCHEDULES.c.created_at, literal_column("schedules.rowid"))
+        order: tuple[Any, ...] = (SCHEDULES.c.created_at, literal_column("schedules.rowid"))
 
         def op(conn: Connection) -> Page[Schedule]:
             rows, total = _page(conn, SCHEDULES, where, order, limit, offset)
