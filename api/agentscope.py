@@ -192,8 +192,6 @@ def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
         changes["cron"] = cron
     if body.chat_model_config is not None:
         changes["chat_model_config"] = body.chat_model_config.model_dump()
-    if body.enabled:
-        changes["paused_reason"] = None
     return changes
 
 

@@ -98,6 +98,8 @@ def _changed_schedule(current: Schedule, changes: Mapping[str, Any], now: dateti
     if unknown:
         raise ValueError(f"not schedule columns: {sorted(unknown)}")
     merged = dataclasses.replace(current, **changes)
+    if changes.get("enabled") is True and not current.enabled and "paused_reason" not in changes:
+        merged = dataclasses.replace(merged, paused_reason=None)  # re-enabling ends a pause
     if TIMING_FIELDS.intersection(changes) and "next_run_at" not in changes:
         merged = dataclasses.replace(merged, next_run_at=next_run_after(merged, now))
     return dataclasses.replace(merged, updated_at=now, version=current.version + 1)

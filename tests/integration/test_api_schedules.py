@@ -804,3 +804,22 @@ async def test_every_datetime_carries_an_offset(api: ApiHarness) -> None:
         parsed = datetime.fromisoformat(created[key])
         assert parsed.utcoffset() == timedelta(0), key
     assert created["scheduled_at"] == "2026-12-01T18:30:00Z"
+
+
+async def test_patch_enabled_true_ends_an_auto_pause(api: ApiHarness) -> None:
+    status, created = await api.call(
+        "POST",
+        "/v3/organizations/org-local/schedules",
+        json={"name": "paused", "prompt": "p", "frequency": "0 9 * * *"},
+    )
+    assert status == 200
+    schedule_id = created["scheduled_session_id"]
+    reason = "auto-paused after 3 consecutive failures: HTTP 503"
+    await api.store.update_schedule(
+        schedule_id, {"enabled": False, "paused_reason": reason}, now=datetime.now(UTC)
+    )
+    path = f"/v3/organizations/org-local/schedules/{schedule_id}"
+    assert (await api.call("GET", path))[1]["paused_reason"] == reason
+    status, body = await api.call("PATCH", path, json={"enabled": True})
+    assert status == 200 and body["enabled"] is True
+    assert body["paused_reason"] is None and body["next_run_at"] is not None

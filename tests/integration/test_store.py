@@ -148,6 +148,16 @@ async def test_reaching_the_failure_limit_auto_pauses(store: Store) -> None:
     assert stored.paused_reason is not None and "2 consecutive failures" in stored.paused_reason
 
 
+async def test_re_enabling_clears_the_pause_reason(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    paused = await store.update_schedule(
+        schedule.id, {"enabled": False, "paused_reason": "auto-paused"}, now=NOW
+    )
+    assert paused.paused_reason == "auto-paused"
+    resumed = await store.update_schedule(schedule.id, {"enabled": True}, now=NOW)
+    assert resumed.paused_reason is None and resumed.next_run_at is not None
+
+
 async def test_one_time_is_disabled_after_its_fire_even_when_it_failed(store: Store) -> None:
     schedule = await store.create_schedule(one_time(), now=NOW)
     run = Run(
