@@ -67,6 +67,8 @@ PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
 FINISH_WINDOW = 0.005
 """Seconds outcomes are collected before they are finished in one transaction."""
+FINISH_CLOSE_TIMEOUT = 5.0
+"""Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
 _REFILL_JOB = "refill"
 _UTC_TICK = timedelta(microseconds=1)
 
@@ -179,7 +181,7 @@ class Engine:
         self._report(recovered)
         self._background = [
             self._finisher.start(),
-            asyncio.create_task(self._pacer.run(), name="engine-catchup"),
+            self._pacer.start(),
             asyncio.create_task(self._supervise(), name="engine-timer"),
         ]
         self._running = True
@@ -213,9 +215,9 @@ class Engine:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._buffered.clear()
-        self._pacer.clear()
+        await self._pacer.close()
         cancelled = await self._wait_for_launches(grace)
-        await self._finisher.close()
+        await self._finisher.close(FINISH_CLOSE_TIMEOUT)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -376,8 +378,13 @@ class Engine:
         self._refilling = True
         try:
             await self._guarded("refill", self._refill())
+            await self._guarded("refill", self._count_enabled())
         finally:
             self._refilling = False
+
+    async def _count_enabled(self) -> None:
+        # Not at start-up: a count reads the whole table, the start reads only the horizon.
+        metrics.SCHEDULES_ENABLED.set(await self.store.count_active_schedules())
 
     async def _refill(self) -> None:
         """Hold a timer for every schedule due within the horizon; catch up those behind."""
@@ -391,7 +398,6 @@ class Engine:
         if behind:
             await self._catch_up(behind, now)
         self._last_refill = time.monotonic()
-        metrics.SCHEDULES_ENABLED.set(await self.store.count_active_schedules())
 
     def _hold_page(self, page: Sequence[Schedule], now: datetime, since: int) -> list[Schedule]:
         """Hold timers for the page's schedules that need one; return those that are behind."""
@@ -785,15 +791,16 @@ class _Finisher:
         self._task = asyncio.create_task(self.run(), name="engine-finisher")
         return self._task
 
-    async def close(self) -> None:
-        """Finish what is queued, then stop."""
+    async def close(self, patience: float) -> None:
+        """Commit what is queued, then stop; give up after `patience` s (runs not committed
+        stay `launching`, and the next start marks them interrupted)."""
         if self._task is None or self._closed:
             return
         self._closed = True
         self._queue.put_nowait(None)
-        # A finisher that died already has been reported as a dead background task.
+        # A finisher that died has already been reported as a dead background task.
         with contextlib.suppress(Exception, asyncio.CancelledError):
-            await self._task
+            await asyncio.wait_for(self._task, patience)
 
     async def run(self) -> None:
         while True:
@@ -844,6 +851,7 @@ class _Pacer:
         self.engine = engine
         self._queue: deque[_Fire] = deque()
         self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -853,7 +861,17 @@ class _Pacer:
             self._queue.extend(fires)
             self._wake.set()
 
-    def clear(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name="engine-catchup")
+        return self._task
+
+    async def close(self) -> None:
+        """Stop releasing: queued catch-ups are dropped; their schedules keep the missed
+        `next_run_at`, so the next start plans them again."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         for fire in self._queue:
             if self.engine._busy.get(fire.schedule_id) == fire.expected:
                 del self.engine._busy[fire.schedule_id]
