@@ -195,6 +195,7 @@ class Engine:
             misfire_grace_time=None,
             coalesce=True,
         )
+        self._spawn(self._guarded("count", self._count_enabled()), "count")
         log.info(
             "engine_started",
             interrupted=len(recovered),

@@ -242,6 +242,22 @@ async def test_a_schedule_beyond_the_horizon_is_picked_up_by_a_refill(
     assert run.scheduled_for == at and run.status == S.SUCCEEDED
 
 
+async def test_an_instant_found_missed_while_running_is_caught_up_once(
+    harness: EngineHarness, service: SessionService
+) -> None:
+    schedule = await harness.create(cron="0 0 1 1 *")  # no cron instant in the last 30 s
+    missed_at = await harness.due_in(schedule.id, -30.0)  # as if the loop had stalled
+    (run,) = await harness.finished_runs(schedule.id, 1)
+    assert (run.trigger, run.status, run.scheduled_for) == (
+        RunTrigger.CATCHUP,
+        S.SUCCEEDED,
+        missed_at,
+    )
+    after = await harness.store.get_schedule(schedule.id)
+    assert after.next_run_at is not None and after.next_run_at > now()
+    assert len(service.requests) == 1
+
+
 # --- overlap ------------------------------------------------------------------------------
 
 
