@@ -83,7 +83,7 @@ class SessionsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(default=50, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2**63 - 1)  # SQLite's largest integer
 
 
 class ScheduleData(BaseModel):
