@@ -28,7 +28,6 @@ from storage.clock import SystemClock
 from storage.identities import DirectoryRef
 from storage.store import Store
 from tests.conftest import ADMIN_TOKEN, ORG, RecordingEvents, Serving
-from tests.deadline import eventually
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 1.0
