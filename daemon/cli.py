@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from daemon.operator_cli import add_commands as add_operator_commands
 from storage import cron
 from storage.identities import token_sha256
 
@@ -18,12 +19,16 @@ Command = Callable[[argparse.Namespace], int]
 def _serve(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError
     from daemon.service import serve
+    from storage.db import StoreError
 
     try:
         return serve(Path(args.config))
     except ConfigError as exc:
         print(f"agentcron: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # a foreign, newer or damaged database: left as it is
+        print(f"agentcron: cannot use the database: {exc}", file=sys.stderr)
+        return 1
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -105,16 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--prefix", default="cog_")
     new.set_defaults(func=_token_new)
 
-    _add_operator_commands(commands)
+    add_operator_commands(commands)
     return parser
-
-
-def _add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:
-        from daemon.operator_cli import add_commands
-    except ImportError:
-        return
-    add_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
