@@ -14,6 +14,7 @@ anything but the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
@@ -90,22 +91,35 @@ def _engine(path: Path, *, writer: bool) -> AsyncEngine:
 
 
 def _check_file(path: Path) -> None:
-    """Refuse a file that exists but is not SQLite, before anything writes to it."""
+    """Refuse a file that exists but is not an agentcron database this version can use.
+
+    Runs before anything opens the file for writing: even switching it to WAL would
+    change a foreign database's header. The file is read as immutable, which creates no
+    -wal or -shm file; what a -wal file may add is checked again when the writer opens it.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb") as handle:
         header = handle.read(16)
     if header != b"SQLite format 3\x00":
         raise SchemaError(f"{path} is not a SQLite database (refusing to overwrite it)")
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        ) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            names = {row[0] for row in conn.execute(_TABLES)}
+    except sqlite3.Error as exc:
+        raise SchemaError(f"cannot open {path}: {exc} (refusing to use it)") from exc
+    _check_version(version, names)
 
 
-def _prepare_schema(conn: Connection) -> None:
-    """Create a new database, upgrade an older one, refuse a newer or foreign one."""
-    version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-    existing = set(
-        conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'").scalars()
-    )
-    if version == 0 and existing:
+_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
+
+
+def _check_version(version: int, table_names: set[str]) -> None:
+    """SchemaError unless the schema version is one this agentcron can open or upgrade."""
+    if version == 0 and table_names:
         raise SchemaError(
             "the database has tables but no agentcron schema version; refusing to use it"
         )
@@ -114,6 +128,12 @@ def _prepare_schema(conn: Connection) -> None:
             f"the database has schema version {version}, newer than this agentcron "
             f"understands ({SCHEMA_VERSION}); upgrade agentcron or use another file"
         )
+
+
+def _prepare_schema(conn: Connection) -> None:
+    """Create a new database, upgrade an older one, refuse a newer or foreign one."""
+    version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+    _check_version(version, set(conn.exec_driver_sql(_TABLES).scalars()))
     if version == 0:
         SQLModel.metadata.create_all(conn)
     for old in range(max(version, 1), SCHEMA_VERSION):
@@ -230,10 +250,19 @@ def _apply_batch(conn: Connection, batch: list[_WriteOp]) -> None:
             try:
                 op.result = op.fn(conn)
             except Exception as exc:
-                savepoint.rollback()
+                _rollback_savepoint(savepoint, exc)
                 op.error = _unavailable(exc) if isinstance(exc, OperationalError) else exc
             else:
                 savepoint.commit()
+
+
+def _rollback_savepoint(savepoint: NestedTransaction, error: Exception) -> None:
+    """Undo one operation; if SQLite already rolled the whole transaction back (it does on
+    a full disk), the batch fails with the operation's error, not with the missing savepoint."""
+    try:
+        savepoint.rollback()
+    except DBAPIError:
+        raise error from None
 
 
 async def integrity_check(db: Database) -> str:
