@@ -7,8 +7,11 @@ transaction, commits once (one fsync for the whole batch) and only then answers 
 An operation that raises rolls back its savepoint alone; its caller gets the exception.
 
 Operations are plain synchronous functions of a SQLAlchemy `Connection` (Core statements on the
-SQLModel tables); they run on the event loop's greenlet bridge, so they must not block on
-anything but the database.
+SQLModel tables). They run on database threads, never on the event loop: a whole batch runs
+on the writer's thread and a whole read on a reader's thread, so a batch of hundreds of
+statements costs one hand-over between the loop and a thread instead of one per statement,
+and the loop keeps serving while SQLite works. An operation must therefore not touch the
+event loop or anything else that is not thread-safe; it may only compute and use `conn`.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, NestedTransaction
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel
 
 from storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -78,15 +82,18 @@ def _begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _engine(path: Path, *, writer: bool) -> AsyncEngine:
-    engine = create_async_engine(
-        f"sqlite+aiosqlite:///{path}",
+def _engine(path: Path, *, writer: bool) -> Engine:
+    # A connection is used by one thread at a time, but not always the same reader thread.
+    engine = create_engine(
+        f"sqlite:///{path}",
+        poolclass=QueuePool,
         pool_size=1 if writer else READERS,
         max_overflow=0,
+        connect_args={"check_same_thread": False},
     )
-    event.listen(engine.sync_engine, "connect", _set_pragmas)
+    event.listen(engine, "connect", _set_pragmas)
     if writer:
-        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", _begin_immediate)
     return engine
 
 
@@ -149,10 +156,19 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
 class Database:
     """An open agentcron SQLite file. Create with `await Database.open(path)`."""
 
-    def __init__(self, path: Path, writer: AsyncEngine, reader: AsyncEngine) -> None:
+    def __init__(
+        self,
+        path: Path,
+        writer: Engine,
+        reader: Engine,
+        writer_thread: ThreadPoolExecutor,
+        reader_threads: ThreadPoolExecutor,
+    ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._writer_thread = writer_thread
+        self._reader_threads = reader_threads
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -165,16 +181,16 @@ class Database:
         """
         _check_file(path)
         writer, reader = _engine(path, writer=True), _engine(path, writer=False)
+        writer_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="store-reader")
+        db = cls(path, writer, reader, writer_thread, reader_threads)
         try:
-            async with writer.begin() as conn:
-                await conn.run_sync(_prepare_schema)
+            await db._in_writer_thread(_create_or_check_schema, writer)
         except (SchemaError, DBAPIError, sqlite3.Error) as exc:
-            await writer.dispose()
-            await reader.dispose()
+            db._release()
             if isinstance(exc, SchemaError):
                 raise
             raise SchemaError(f"cannot open {path}: {getattr(exc, 'orig', exc)}") from exc
-        db = cls(path, writer, reader)
         db._task = asyncio.create_task(db._write_loop(), name="store-writer")
         return db
 
@@ -189,14 +205,21 @@ class Database:
             await self._queue.put(None)
             await self._task
             self._task = None
-        await self._writer.dispose()
-        await self._reader.dispose()
+        self._release()
+
+    def _release(self) -> None:
+        # Reads still running finish on their threads; their connections close as they return.
+        self._writer_thread.shutdown(wait=True)
+        self._reader_threads.shutdown(wait=False)
+        self._writer.dispose()
+        self._reader.dispose()
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on a reader connection; it sees every write already answered."""
+        """Run `fn` on a reader connection (on a reader thread); it sees every write already
+        answered."""
+        loop = asyncio.get_running_loop()
         try:
-            async with self._reader.connect() as conn:
-                return await conn.run_sync(fn)
+            return await loop.run_in_executor(self._reader_threads, _read, self._reader, fn)
         except OperationalError as exc:
             raise StoreUnavailable(f"the database cannot be read: {exc.orig}") from exc
 
@@ -211,6 +234,9 @@ class Database:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put(_WriteOp(fn, future))
         return await future
+
+    async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
 
     async def _write_loop(self) -> None:
         while True:
@@ -228,8 +254,7 @@ class Database:
 
     async def _commit(self, batch: list[_WriteOp]) -> None:
         try:
-            async with self._writer.connect() as conn:
-                await conn.run_sync(_apply_batch, batch)
+            await self._in_writer_thread(_apply_batch, self._writer, batch)
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             error = _unavailable(exc)
             for op in batch:
@@ -243,8 +268,19 @@ class Database:
                 op.future.set_result(op.result)
 
 
-def _apply_batch(conn: Connection, batch: list[_WriteOp]) -> None:
-    with conn.begin():
+def _create_or_check_schema(writer: Engine) -> None:
+    with writer.begin() as conn:
+        _prepare_schema(conn)
+
+
+def _read(reader: Engine, fn: Callable[[Connection], T]) -> T:
+    with reader.connect() as conn:
+        return fn(conn)
+
+
+def _apply_batch(writer: Engine, batch: list[_WriteOp]) -> None:
+    """One transaction for the whole batch, a savepoint per operation (on the writer thread)."""
+    with writer.connect() as conn, conn.begin():
         for op in batch:
             savepoint = conn.begin_nested()
             try:

@@ -33,7 +33,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC)
+        try:  # the stored form is ISO 8601 with a space; fromisoformat is ~50x strptime
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        except ValueError:  # a year before 1000 is stored unpadded
+            return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC)
 
 
 def _when(*, index: bool = False, nullable: bool = True) -> Any:
