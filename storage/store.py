@@ -18,7 +18,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Row, Table, and_, delete, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -47,6 +58,46 @@ _SCHEDULE_ENUMS: dict[str, Callable[[Any], Any]] = {
     "overlap": Overlap,
 }
 _SCHEDULE_COLUMNS = frozenset(c.name for c in SCHEDULES.columns)
+_IDS_PER_QUERY = 500
+"""Ids in one `IN (...)` list (SQLite allows 32,766 bound values in a statement)."""
+
+# Statements run with many parameter sets at once (one executemany, not one per row).
+_CLAIM = sqlite_insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+_MOVE = (
+    update(SCHEDULES)
+    .where(SCHEDULES.c.id == bindparam("b_id"))
+    .values(next_run_at=bindparam("b_next_run_at"))
+)
+_RUN_RESULT = (
+    "status",
+    "finished_at",
+    "attempts",
+    "identity",
+    "session_id",
+    "session_url",
+    "error",
+)
+_FINISH_RUN = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _RUN_RESULT})
+)
+_BOOKKEEPING = (
+    "last_executed_at",
+    "consecutive_failures",
+    "last_error_at",
+    "last_error_message",
+    "enabled",
+    "next_run_at",
+    "paused_reason",
+    "stateful_session_id",
+)
+"""Every schedule column `_bookkeeping` may change."""
+_KEEP_BOOKS = (
+    update(SCHEDULES)
+    .where(SCHEDULES.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _BOOKKEEPING})
+)
 
 
 class NotFound(LookupError):
@@ -59,6 +110,51 @@ class Page(Generic[T]):
 
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class FireState:
+    """The parts of a stored schedule that change without its `version` moving.
+
+    Every edit of a schedule's definition bumps `version`; the engine's own writes (the
+    advance of `next_run_at`, a run's bookkeeping, which may disable the schedule or remember
+    its stateful session) do not. A schedule read earlier with the same `version`, with
+    these fields applied, is the stored schedule as far as firing it is concerned.
+    """
+
+    version: int
+    enabled: bool
+    deleted_at: datetime | None
+    next_run_at: datetime | None
+    stateful_session_id: str | None
+
+    def applied_to(self, schedule: Schedule) -> Schedule:
+        """`schedule` (of the same version) with these fields; itself when they agree."""
+        fields = (
+            schedule.enabled,
+            schedule.deleted_at,
+            schedule.next_run_at,
+            schedule.stateful_session_id,
+        )
+        if fields == (self.enabled, self.deleted_at, self.next_run_at, self.stateful_session_id):
+            return schedule
+        return dataclasses.replace(
+            schedule,
+            enabled=self.enabled,
+            deleted_at=self.deleted_at,
+            next_run_at=self.next_run_at,
+            stateful_session_id=self.stateful_session_id,
+        )
+
+
+_FIRE_STATE = (
+    SCHEDULES.c.id,
+    SCHEDULES.c.version,
+    SCHEDULES.c.enabled,
+    SCHEDULES.c.deleted_at,
+    SCHEDULES.c.next_run_at,
+    SCHEDULES.c.stateful_session_id,
+)
 
 
 def _schedule(row: Row[Any]) -> Schedule:
@@ -81,6 +177,25 @@ def _playbook(row: Row[Any]) -> Playbook:
 
 def _values(value: Any) -> dict[str, Any]:
     return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), _IDS_PER_QUERY):
+        yield items[start : start + _IDS_PER_QUERY]
+
+
+def _rows_by_id(
+    conn: Connection, table: Table, ids: Iterable[str], *where: Any, columns: Sequence[Any] = ()
+) -> list[Row[Any]]:
+    """The rows of `table` whose id is among `ids` (and that match `where`), any order.
+
+    Every column, or only `columns` when given.
+    """
+    query = select(*columns) if columns else select(table)
+    rows: list[Row[Any]] = []
+    for chunk in _chunks(sorted(set(ids))):
+        rows.extend(conn.execute(query.where(table.c.id.in_(chunk), *where)))
+    return rows
 
 
 def _live_schedule(conn: Connection, schedule_id: str, org_id: str | None) -> Schedule:
@@ -263,16 +378,31 @@ class Store:
 
     async def get_schedules(self, schedule_ids: Iterable[str]) -> dict[str, Schedule]:
         """The live schedules among `schedule_ids`, by id (unknown or deleted ones are absent)."""
-        ids = sorted(set(schedule_ids))
+        ids = list(schedule_ids)
 
         def op(conn: Connection) -> dict[str, Schedule]:
-            found: dict[str, Schedule] = {}
-            for start in range(0, len(ids), 500):
-                query = select(SCHEDULES).where(
-                    SCHEDULES.c.id.in_(ids[start : start + 500]), SCHEDULES.c.deleted_at.is_(None)
+            rows = _rows_by_id(conn, SCHEDULES, ids, SCHEDULES.c.deleted_at.is_(None))
+            return {row.id: _schedule(row) for row in rows}
+
+        return await self.db.read(op)
+
+    async def fire_states(self, schedule_ids: Iterable[str]) -> dict[str, FireState]:
+        """The `FireState` of each schedule among `schedule_ids`, by id, deleted ones included
+        (unknown ids are absent). Much cheaper than `get_schedules` for a large batch."""
+        ids = list(schedule_ids)
+
+        def op(conn: Connection) -> dict[str, FireState]:
+            rows = _rows_by_id(conn, SCHEDULES, ids, columns=_FIRE_STATE)
+            return {
+                row.id: FireState(
+                    row.version,
+                    row.enabled,
+                    row.deleted_at,
+                    row.next_run_at,
+                    row.stateful_session_id,
                 )
-                found.update((row.id, _schedule(row)) for row in conn.execute(query))
-            return found
+                for row in rows
+            }
 
         return await self.db.read(op)
 
@@ -318,17 +448,18 @@ class Store:
         """
 
         def op(conn: Connection) -> list[str]:
-            moved = []
+            # Read, compare and write in one transaction of the only writer: nothing can
+            # change `next_run_at` between the compare and the set.
+            columns = (SCHEDULES.c.id, SCHEDULES.c.next_run_at)
+            rows = _rows_by_id(conn, SCHEDULES, (move[0] for move in moves), columns=columns)
+            current = {row.id: row.next_run_at for row in rows}
+            moved, writes = [], {}
             for schedule_id, expected, new in moves:
-                column = SCHEDULES.c.next_run_at
-                matches = column.is_(None) if expected is None else column == expected
-                result = conn.execute(
-                    update(SCHEDULES)
-                    .where(SCHEDULES.c.id == schedule_id, matches)
-                    .values(next_run_at=new)
-                )
-                if result.rowcount:
+                if schedule_id in current and current[schedule_id] == expected:
+                    current[schedule_id] = writes[schedule_id] = new
                     moved.append(schedule_id)
+            if writes:
+                conn.execute(_MOVE, [{"b_id": k, "b_next_run_at": v} for k, v in writes.items()])
             return moved
 
         return await self.db.write(op)
@@ -341,12 +472,10 @@ class Store:
         """
 
         def op(conn: Connection) -> list[Run]:
-            claimed = []
-            for run in runs:
-                statement = sqlite_insert(RUNS).values(_values(run)).on_conflict_do_nothing()
-                if conn.execute(statement).rowcount:
-                    claimed.append(run)
-            return claimed
+            if not runs:
+                return []
+            inserted = set(conn.execute(_CLAIM, [_values(run) for run in runs]).scalars())
+            return [run for run in runs if run.id in inserted]
 
         return await self.db.write(op)
 
@@ -364,11 +493,7 @@ class Store:
         """
 
         def op(conn: Connection) -> list[FinishedRun]:
-            return [
-                finished
-                for outcome in outcomes
-                if (finished := _finish_run(conn, outcome, max_consecutive_failures)) is not None
-            ]
+            return _finish_runs(conn, outcomes, max_consecutive_failures)
 
         return await self.db.write(op)
 
@@ -544,28 +669,48 @@ def _live_playbook(conn: Connection, playbook_id: str, org_id: str | None) -> Pl
     return _playbook(row)
 
 
-def _finish_run(conn: Connection, outcome: RunOutcome, max_failures: int) -> FinishedRun | None:
-    row = conn.execute(select(RUNS).where(RUNS.c.id == outcome.run_id)).one_or_none()
-    if row is None or row.status != RunStatus.LAUNCHING:
-        return None
-    run = dataclasses.replace(
-        _run(row),
+def _finish_runs(
+    conn: Connection, outcomes: Sequence[RunOutcome], max_failures: int
+) -> list[FinishedRun]:
+    """Fold `outcomes` in order into their runs and schedules: reads and writes in bulk."""
+    runs = {row.id: _run(row) for row in _rows_by_id(conn, RUNS, (o.run_id for o in outcomes))}
+    schedule_ids = (run.schedule_id for run in runs.values())
+    before = {row.id: _schedule(row) for row in _rows_by_id(conn, SCHEDULES, schedule_ids)}
+    schedules = dict(before)
+    finished = []
+    for outcome in outcomes:
+        current = runs.get(outcome.run_id)
+        if current is None or current.status != RunStatus.LAUNCHING:
+            continue  # unknown, or already finished (also earlier in this batch)
+        run = runs[current.id] = _finished(current, outcome)
+        previous = schedules[run.schedule_id]
+        after = schedules[run.schedule_id] = _bookkeeping(previous, run, max_failures)
+        paused = after.paused_reason is not None and previous.paused_reason != after.paused_reason
+        finished.append(FinishedRun(run=run, schedule=after, auto_paused=paused))
+    if finished:
+        conn.execute(_FINISH_RUN, [_bound(item.run, ("id", *_RUN_RESULT)) for item in finished])
+    changed = [after for sid, after in schedules.items() if after != before[sid]]
+    if changed:
+        conn.execute(_KEEP_BOOKS, [_bound(after, ("id", *_BOOKKEEPING)) for after in changed])
+    return finished
+
+
+def _finished(run: Run, outcome: RunOutcome) -> Run:
+    return dataclasses.replace(
+        run,
         status=outcome.status,
         finished_at=outcome.finished_at,
         attempts=outcome.attempts,
-        identity=outcome.identity or row.identity,
+        identity=outcome.identity or run.identity,
         session_id=outcome.session_id,
         session_url=outcome.session_url,
         error=outcome.error,
     )
-    conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(_values(run)))
-    before = _schedule(
-        conn.execute(select(SCHEDULES).where(SCHEDULES.c.id == run.schedule_id)).one()
-    )
-    after = _bookkeeping(before, run, max_failures)
-    _write_schedule(conn, before, after)
-    auto_paused = after.paused_reason is not None and before.paused_reason != after.paused_reason
-    return FinishedRun(run=run, schedule=after, auto_paused=auto_paused)
+
+
+def _bound(value: Any, names: Sequence[str]) -> dict[str, Any]:
+    """Parameters for the `b_`-prefixed bind names of a bulk statement."""
+    return {f"b_{name}": getattr(value, name) for name in names}
 
 
 def _bookkeeping(schedule: Schedule, run: Run, max_failures: int) -> Schedule:
