@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from apscheduler.jobstores.base import JobLookupError
@@ -62,11 +62,16 @@ from storage.identities import DirectoryRef
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")
+T = TypeVar("T")
 
 PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
+STEP = 200
+"""Fires handled between two turns of the event loop (see `_yielding`)."""
 FINISH_WINDOW = 0.005
 """Seconds outcomes are collected before they are finished in one transaction."""
+FINISH_BATCH = 500
+"""Outcomes finished in one transaction at most (and reported in one turn of the loop)."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
 _REFILL_JOB = "refill"
@@ -84,7 +89,8 @@ class _Fire:
     `expected` is the `next_run_at` the store must still hold for the fire to go ahead (and
     the compare-and-set value of the advance); None for a buffered fire, which no longer
     advances anything. `following` is where `next_run_at` goes afterwards, computed as
-    `next_after_fire(schedule, following_after)` for schedule `version`.
+    `next_after_fire(schedule, following_after)` for schedule `version`. `known` is the
+    schedule as read when the fire was planned (see `Engine._current`).
     """
 
     schedule_id: str
@@ -94,6 +100,7 @@ class _Fire:
     following: datetime | None
     following_after: datetime
     version: int
+    known: Schedule | None = None
 
     @classmethod
     def of_timer(cls, timer: Timer) -> _Fire:
@@ -105,6 +112,7 @@ class _Fire:
             timer.following,
             timer.instant,
             timer.version,
+            timer.schedule,
         )
 
     def next_run_at(self, schedule: Schedule) -> datetime | None:
@@ -438,22 +446,42 @@ class Engine:
         try:
             if self._stopping:
                 return
-            schedules = await self.store.get_schedules(fire.schedule_id for fire in fires)
+            schedules = await self._current(fires)
             now = self.clock.now()
-            decisions = [
-                decision
-                for fire in fires
-                if (decision := self._decide(fire, schedules.get(fire.schedule_id), now))
-            ]
+            decisions = []
+            async for fire in _yielding(fires):
+                if decision := self._decide(fire, schedules.get(fire.schedule_id), now):
+                    decisions.append(decision)
             runs = [decision.run for decision in decisions if decision.run is not None]
             claimed = {run.id for run in await self.store.claim_runs(runs)}
-            for decision in decisions:
+            async for decision in _yielding(decisions):
                 self._carry_out(decision, claimed, now)
             await self._advance(decisions, now)
         finally:
             for fire in fires:
                 if fire.expected is not None and self._busy.get(fire.schedule_id) == fire.expected:
                     del self._busy[fire.schedule_id]
+
+    async def _current(self, fires: Sequence[_Fire]) -> dict[str, Schedule]:
+        """The schedules of `fires` as stored now (deleted ones may be present, marked so).
+
+        A fire's `known` schedule stands for the stored one while its `version` is unchanged,
+        with the few fields that change without a version bump read afresh: for a large
+        batch that is a small fraction of reading every schedule whole.
+        """
+        states = await self.store.fire_states(fire.schedule_id for fire in fires)
+        current, unknown = {}, []
+        for fire in fires:
+            state, known = states.get(fire.schedule_id), fire.known
+            if state is None:
+                continue
+            if known is None or known.version != state.version:
+                unknown.append(fire.schedule_id)
+            else:
+                current[fire.schedule_id] = state.applied_to(known)
+        if unknown:
+            current.update(await self.store.get_schedules(unknown))
+        return current
 
     def _decide(self, fire: _Fire, schedule: Schedule | None, now: datetime) -> _Decision | None:
         if schedule is None or not schedule.is_active:
@@ -498,25 +526,27 @@ class Engine:
 
     def _carry_out(self, decision: _Decision, claimed: set[str], now: datetime) -> None:
         schedule, fire, run = decision.schedule, decision.fire, decision.run
-        bound = log.bind(schedule_id=schedule.id, scheduled_for=fire.instant.isoformat())
+        # Keyword arguments rather than a bound logger: binding costs as much as logging.
+        about = {"schedule_id": schedule.id, "scheduled_for": fire.instant.isoformat()}
         if decision.action == OverlapAction.BUFFER:
             self._buffered[schedule.id] = dataclasses.replace(
                 fire, expected=None, trigger=fire.trigger or natural_trigger(schedule)
             )
-            bound.info("run_buffered", reason="the previous run is still in progress")
+            log.info("run_buffered", **about, reason="the previous run is still in progress")
             return
         if run is None or run.id not in claimed:
             return  # this instant was claimed before (a restart, or another process)
         if run.status == RunStatus.SKIPPED:
             metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
-            bound.info("run_skipped", run_id=run.id, error=run.error)
+            log.info("run_skipped", **about, run_id=run.id, error=run.error)
             return
         lateness = (now - fire.instant).total_seconds()
         metrics.FIRE_LATENESS.observe(max(lateness, 0.0))
         if run.trigger == RunTrigger.CATCHUP:
             metrics.CATCHUP_RUNS.inc()
-        bound.info(
+        log.info(
             "schedule_fired",
+            **about,
             run_id=run.id,
             trigger=run.trigger.value,
             identity=decision.identity.user_id,
@@ -613,6 +643,7 @@ class Engine:
             plan.next_run_at,
             now,
             schedule.version,
+            schedule,
         )
 
     async def _record_missed(
@@ -720,28 +751,31 @@ class Engine:
         """Log, count and hand on every finished run; drop timers of schedules it disabled."""
         for item in finished:
             run = item.run
-            bound = log.bind(schedule_id=run.schedule_id, run_id=run.id)
+            about = {"schedule_id": run.schedule_id, "run_id": run.id}
             metrics.RUNS.labels(run.status.value).inc()
             if run.status == RunStatus.SUCCEEDED:
-                bound.info(
+                log.info(
                     "run_succeeded",
+                    **about,
                     session_id=run.session_id,
                     session_url=run.session_url,
                     attempts=run.attempts,
                 )
             elif run.status == RunStatus.INTERRUPTED:
-                bound.warning("run_interrupted", error=run.error)
+                log.warning("run_interrupted", **about, error=run.error)
             else:
-                bound.warning("run_failed", error=run.error, attempts=run.attempts)
+                log.warning("run_failed", **about, error=run.error, attempts=run.attempts)
             if item.auto_paused:
-                bound.warning("schedule_auto_paused", paused_reason=item.schedule.paused_reason)
+                log.warning(
+                    "schedule_auto_paused", **about, paused_reason=item.schedule.paused_reason
+                )
             if not item.schedule.is_active and self._running:
                 self._drop_timer(run.schedule_id)
                 self._buffered.pop(run.schedule_id, None)
             try:
                 self._on_finished(item)
             except Exception:
-                bound.exception("on_finished_failed")
+                log.exception("on_finished_failed", **about)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -762,6 +796,16 @@ class Engine:
         except Exception as exc:
             log.exception("engine_failed", during=what)
             self._fail(exc)
+
+
+async def _yielding(items: Sequence[T]) -> AsyncIterator[T]:
+    """`items`, letting the loop run other callbacks every `STEP` of them: a batch of
+    thousands of fires must not hold the loop (and the HTTP API) for its whole length."""
+    for start in range(0, len(items), STEP):
+        if start:
+            await asyncio.sleep(0)
+        for item in items[start : start + STEP]:
+            yield item
 
 
 def _job_id(fire_at: datetime) -> str:
@@ -810,7 +854,7 @@ class _Finisher:
                 return
             await asyncio.sleep(FINISH_WINDOW)
             batch, last = [first], False
-            while not self._queue.empty():
+            while not self._queue.empty() and len(batch) < FINISH_BATCH:
                 item = self._queue.get_nowait()
                 if item is None:
                     last = True

@@ -8,7 +8,7 @@ and 4 that is a decision (not an effect) can be tested with a table.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -48,7 +48,8 @@ class Timer:
 
     `following` is the instant after `instant`, computed once (it bounds the jitter and is
     where `next_run_at` moves after the fire); it is valid while the schedule's `version`
-    is unchanged.
+    is unchanged. `schedule` is the schedule the timer was made from: while its `version`
+    is unchanged, its definition (prompt, identity, overlap...) is still the stored one.
     """
 
     schedule_id: str
@@ -56,13 +57,14 @@ class Timer:
     instant: datetime
     fire_at: datetime
     following: datetime | None
+    schedule: Schedule = field(compare=False, repr=False)
 
 
 def timer_for(schedule: Schedule, instant: datetime) -> Timer:
     """The timer that fires `schedule` at its nominal `instant`."""
     following = next_after_fire(schedule, instant)
     fire_at = instant + jitter_offset(schedule, instant, following)
-    return Timer(schedule.id, schedule.version, instant, fire_at, following)
+    return Timer(schedule.id, schedule.version, instant, fire_at, following, schedule)
 
 
 def is_behind(next_run_at: datetime, now: datetime, grace: float) -> bool:
