@@ -34,7 +34,6 @@ import structlog
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import metrics
 from daemon.config import SchedulerConfig
@@ -74,7 +73,6 @@ FINISH_BATCH = 500
 """Outcomes finished in one transaction at most (and reported in one turn of the loop)."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
-_REFILL_JOB = "refill"
 _UTC_TICK = timedelta(microseconds=1)
 
 
@@ -196,13 +194,7 @@ class Engine:
         missed = await self._catch_up_missed(now)
         self._scheduler.start()
         await self._refill()
-        self._scheduler.add_job(
-            self._on_refill,
-            IntervalTrigger(seconds=self._refill_interval),
-            id=_REFILL_JOB,
-            misfire_grace_time=None,
-            coalesce=True,
-        )
+        self._background.append(asyncio.create_task(self._refill_loop(), name="engine-refill"))
         self._spawn(self._guarded("count", self._count_enabled()), "count")
         log.info(
             "engine_started",
@@ -264,13 +256,19 @@ class Engine:
         if settings.max_concurrent_launches != previous.max_concurrent_launches:
             self._semaphore = asyncio.Semaphore(settings.max_concurrent_launches)
         if settings.horizon != previous.horizon and self._running:
-            trigger = IntervalTrigger(seconds=self._refill_interval)
-            self._scheduler.reschedule_job(_REFILL_JOB, trigger=trigger)
-            self._spawn(self._on_refill(), "refill")
+            self._spawn(self._on_refill(), "refill")  # the loop takes the new interval next
 
     @property
     def _refill_interval(self) -> float:
         return self.settings.horizon / 2
+
+    async def _refill_loop(self) -> None:
+        """Refill the horizon every half horizon, on the monotonic clock: an interval job of
+        APScheduler runs on the wall clock, and would stall for as long as the wall clock
+        was set back."""
+        while True:
+            await asyncio.sleep(self._refill_interval)
+            await self._on_refill()
 
     async def _supervise(self) -> None:
         """Ends (raising) when the engine hits an error it cannot carry on from."""
@@ -365,15 +363,26 @@ class Engine:
                 self._scheduler.remove_job(_job_id(timer.fire_at))
 
     async def _on_timer(self, fire_at: datetime) -> None:
-        """An instant's timer went off: fire every schedule still in its batch."""
-        fires = []
+        """An instant's timer went off: fire every schedule still in its batch.
+
+        A timer that goes off late (the wall clock jumped forward, or the loop stalled) is a
+        missed instant: it goes through the catch-up rules, as one a refill finds, so a jump
+        never launches both the held instant and a catch-up.
+        """
+        fires, late = [], []
+        now = self.clock.now()
         for schedule_id in self._batches.pop(fire_at, set()):
             timer = self._timers.pop(schedule_id, None)
             if timer is None or timer.fire_at != fire_at:
                 continue
+            if is_behind(timer.fire_at, now, self.settings.missed_run_grace):
+                late.append(dataclasses.replace(timer.schedule, next_run_at=timer.instant))
+                continue
             self._busy[schedule_id] = timer.instant
             fires.append(_Fire.of_timer(timer))
         metrics.TIMERS_HELD.set(len(self._timers))
+        if late:
+            self._spawn(self._guarded("catchup", self._catch_up(late, now)), "catchup-late")
         if fires:
             self._spawn(self._guarded("fire", self._fire(fires)), "fire")
 
