@@ -1,0 +1,55 @@
+"""The loopback session service (`tests.session_service`) on its own thread and event loop,
+for tests that drive `agentcron serve` with blocking calls from the main thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.session_service import Recorded, Reply, SessionService
+
+
+class ThreadedSessionService:
+    """`url` is the create-session URL template; `requests` grows as POSTs arrive."""
+
+    def __init__(self) -> None:
+        self.service = SessionService()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> ThreadedSessionService:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.service.start(), self._loop).result(10)
+        return self
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.service.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return list(self.service.requests)
+
+    def answer(self, *replies: Reply) -> None:
+        """Answer the next requests with `replies` (see SessionService.answer)."""
+        self._loop.call_soon_threadsafe(self.service.answer, *replies)
+
+    def idempotency_keys(self) -> list[str]:
+        return [request.headers.get("Idempotency-Key", "") for request in self.requests]
+
+
+@contextmanager
+def threaded_session_service() -> Iterator[ThreadedSessionService]:
+    service = ThreadedSessionService().start()
+    try:
+        yield service
+    finally:
+        service.close()
