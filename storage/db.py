@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ class Database:
         self._reader = reader
         self._writer_thread = writer_thread
         self._reader_threads = reader_threads
+        self._connections = _ThreadConnections()
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -208,9 +210,9 @@ class Database:
         self._release()
 
     def _release(self) -> None:
-        # Reads still running finish on their threads; their connections close as they return.
         self._writer_thread.shutdown(wait=True)
-        self._reader_threads.shutdown(wait=False)
+        self._reader_threads.shutdown(wait=True)  # reads in flight finish first
+        self._connections.close_all()
         self._writer.dispose()
         self._reader.dispose()
 
@@ -219,7 +221,9 @@ class Database:
         answered."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._reader_threads, _read, self._reader, fn)
+            return await loop.run_in_executor(
+                self._reader_threads, self._connections.use, self._reader, fn
+            )
         except OperationalError as exc:
             raise StoreUnavailable(f"the database cannot be read: {exc.orig}") from exc
 
@@ -254,7 +258,7 @@ class Database:
 
     async def _commit(self, batch: list[_WriteOp]) -> None:
         try:
-            await self._in_writer_thread(_apply_batch, self._writer, batch)
+            await self._in_writer_thread(self._connections.use, self._writer, _batch_of(batch))
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             error = _unavailable(exc)
             for op in batch:
@@ -273,14 +277,58 @@ def _create_or_check_schema(writer: Engine) -> None:
         _prepare_schema(conn)
 
 
-def _read(reader: Engine, fn: Callable[[Connection], T]) -> T:
-    with reader.connect() as conn:
-        return fn(conn)
+class _ThreadConnections:
+    """One connection per database thread, kept for the thread's life.
+
+    Checking a connection out of the pool and back in (with its reset) costs more than a
+    small read; a thread keeps its own instead. A connection that fails is closed and the
+    next use opens a new one; one that only saw an error of its statement (a full disk,
+    a constraint) is kept, with the settings made on it.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def use(self, engine: Engine, fn: Callable[[Connection], T]) -> T:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._local.conn = engine.connect()
+            with self._lock:
+                self._opened.append(conn)
+        try:
+            return fn(conn)
+        except BaseException:
+            self._reset(conn)
+            raise
+        finally:
+            if conn.in_transaction() and not conn.closed:
+                conn.rollback()  # a read ends its autobegun (driver-level no-op) transaction
+
+    def _reset(self, conn: Connection) -> None:
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+        except DBAPIError:
+            conn.close()
+            self._local.conn = None
+
+    def close_all(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(DBAPIError, sqlite3.Error):
+                conn.close()
 
 
-def _apply_batch(writer: Engine, batch: list[_WriteOp]) -> None:
+def _batch_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
+    return lambda conn: _apply_batch(conn, batch)
+
+
+def _apply_batch(conn: Connection, batch: list[_WriteOp]) -> None:
     """One transaction for the whole batch, a savepoint per operation (on the writer thread)."""
-    with writer.connect() as conn, conn.begin():
+    with conn.begin():
         for op in batch:
             savepoint = conn.begin_nested()
             try:

@@ -198,11 +198,17 @@ def _rows_by_id(
     return rows
 
 
+_LIVE = select(SCHEDULES).where(
+    SCHEDULES.c.id == bindparam("b_id"), SCHEDULES.c.deleted_at.is_(None)
+)
+_LIVE_IN_ORG = _LIVE.where(SCHEDULES.c.org_id == bindparam("b_org"))
+
+
 def _live_schedule(conn: Connection, schedule_id: str, org_id: str | None) -> Schedule:
-    query = select(SCHEDULES).where(SCHEDULES.c.id == schedule_id, SCHEDULES.c.deleted_at.is_(None))
-    if org_id is not None:
-        query = query.where(SCHEDULES.c.org_id == org_id)
-    row = conn.execute(query).one_or_none()
+    if org_id is None:
+        row = conn.execute(_LIVE, {"b_id": schedule_id}).one_or_none()
+    else:
+        row = conn.execute(_LIVE_IN_ORG, {"b_id": schedule_id, "b_org": org_id}).one_or_none()
     if row is None:
         raise NotFound(f"schedule '{schedule_id}' not found")
     return _schedule(row)
