@@ -25,10 +25,18 @@ class ThreadedSessionService:
         return self
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.service.close(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        """Close the server, then end the answers still waiting out their delay."""
+        await self.service.close()
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     @property
     def url(self) -> str:
