@@ -18,7 +18,7 @@ Command = Callable[[argparse.Namespace], int]
 
 def _serve(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError
-    from daemon.service import serve
+    from daemon.service import StartupError, serve
     from storage.db import StoreError
 
     try:
@@ -28,6 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except StoreError as exc:  # a foreign, newer or damaged database: left as it is
         print(f"agentcron: cannot use the database: {exc}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"agentcron: {exc}", file=sys.stderr)
         return 1
 
 

@@ -205,10 +205,10 @@ class Engine:
             horizon_s=self.settings.horizon,
         )
 
-    async def stop(self, grace: float) -> None:
-        """Stop claiming; wait up to `grace` s for launches in flight, then cancel them.
+    def stop_claiming(self) -> None:
+        """Fire nothing new (timers, catch-ups, buffered runs); launches in flight go on.
 
-        A cancelled launch's run stays `launching`: the next start marks it `interrupted`.
+        The daemon calls this as soon as it is told to stop, before it drains the HTTP server.
         """
         if not self._running:
             return
@@ -216,12 +216,22 @@ class Engine:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._buffered.clear()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; wait up to `grace` s for launches in flight, then cancel them.
+
+        A cancelled launch's run stays `launching`: the next start marks it `interrupted`.
+        """
+        if not self._background:
+            return
+        self.stop_claiming()
         await self._pacer.close()
         cancelled = await self._wait_for_launches(grace)
         await self._finisher.close(FINISH_CLOSE_TIMEOUT)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
         log.info("engine_stopped", cancelled_launches=cancelled)
 
     async def _wait_for_launches(self, grace: float) -> int:

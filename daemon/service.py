@@ -35,6 +35,10 @@ from storage.store import Store
 log = structlog.get_logger("agentcron.daemon")
 
 
+class StartupError(Exception):
+    """The daemon cannot start; the message says why, and nothing is left running."""
+
+
 class RunState(StrEnum):
     STARTING = "starting"
     SERVING = "serving"
@@ -68,6 +72,7 @@ class Daemon:
             code = await self._serve()
             self.state = RunState.STOPPING
             self.systemd.stopping()
+            self.engine.stop_claiming()
             log.info("daemon_stopping", grace_s=self.config.scheduler.shutdown_grace)
         log.info("daemon_stopped", exit_code=code)
         return code
@@ -91,6 +96,7 @@ class Daemon:
             launcher=build_launcher(config.launcher, http=http, workdir=config.source_path.parent),
             on_finished=notifier.run_finished,
         )
+        self.engine = engine
         self.reloader = Reloader(
             self, store=store, engine=engine, notifier=notifier, directory=directory, http=http
         )
@@ -117,9 +123,12 @@ class Daemon:
             settings=api_settings(self.config),
         )
         server = self.config.server
-        runner = await start_http_server(
-            app, server.host, server.port, request_timeout=server.request_timeout
-        )
+        try:
+            runner = await start_http_server(
+                app, server.host, server.port, request_timeout=server.request_timeout
+            )
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {server.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(runner.cleanup)
 
     def _watch(self, *tasks: asyncio.Task[object] | None) -> None:

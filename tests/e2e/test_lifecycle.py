@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,3 +97,15 @@ def test_sigint_stops_like_sigterm(tmp_path: Path, start_daemon: StartDaemon) ->
     daemon.send(signal.SIGINT)
 
     assert daemon.wait_exit() == 0
+
+
+def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "config.toml", base_config(port))
+        result = run_cli("serve", "--config", str(config))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
