@@ -12,6 +12,7 @@ through unchanged, and then nothing was written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Update
 
 from storage.db import Database
 from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
@@ -157,10 +159,18 @@ _FIRE_STATE = (
 )
 
 
+_ENUM_MEMBERS: dict[str, dict[Any, Any]] = {
+    name: {member.value: member for member in enum}  # type: ignore[attr-defined]
+    for name, enum in _SCHEDULE_ENUMS.items()
+}
+"""Stored value -> member, for each enum column: a lookup is cheaper than the enum's call."""
+
+
 def _schedule(row: Row[Any]) -> Schedule:
-    values = dict(row._mapping)
-    for name, enum in _SCHEDULE_ENUMS.items():
-        values[name] = enum(values[name])
+    values = row._asdict()
+    for name, members in _ENUM_MEMBERS.items():
+        value = values[name]
+        values[name] = members[value] if value in members else _SCHEDULE_ENUMS[name](value)
     return Schedule(**values)
 
 
@@ -218,12 +228,13 @@ def _changed_schedule(current: Schedule, changes: Mapping[str, Any], now: dateti
     unknown = set(changes) - _SCHEDULE_COLUMNS
     if unknown:
         raise ValueError(f"not schedule columns: {sorted(unknown)}")
-    merged = dataclasses.replace(current, **changes)
+    updates = dict(changes)
     if changes.get("enabled") is True and not current.enabled and "paused_reason" not in changes:
-        merged = dataclasses.replace(merged, paused_reason=None)  # re-enabling ends a pause
+        updates["paused_reason"] = None  # re-enabling ends a pause
     if TIMING_FIELDS.intersection(changes) and "next_run_at" not in changes:
-        merged = dataclasses.replace(merged, next_run_at=next_run_after(merged, now))
-    return dataclasses.replace(merged, updated_at=now, version=current.version + 1)
+        updates["next_run_at"] = next_run_after(dataclasses.replace(current, **updates), now)
+    updates |= {"updated_at": now, "version": current.version + 1}
+    return dataclasses.replace(current, **updates)
 
 
 def _write_schedule(conn: Connection, before: Schedule, after: Schedule) -> None:
@@ -232,7 +243,18 @@ def _write_schedule(conn: Connection, before: Schedule, after: Schedule) -> None
         for name in _SCHEDULE_COLUMNS
         if getattr(after, name) != getattr(before, name)
     }
-    conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == after.id).values(values))
+    if values:
+        names = tuple(sorted(values))
+        params = {f"b_{name}": value for name, value in values.items()}
+        conn.execute(_schedule_update(names), {"b_id": after.id, **params})
+
+
+@functools.lru_cache(maxsize=256)
+def _schedule_update(names: tuple[str, ...]) -> Update:
+    """The UPDATE of these schedule columns, built once: a statement reused is not built,
+    keyed and looked up in the compiled cache again on every write."""
+    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
+    return update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_id")).values(values)
 
 
 def _page(
