@@ -83,12 +83,16 @@ def _begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _engine(path: Path, *, writer: bool) -> Engine:
+def _never_wait(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+
+def _engine(path: Path, *, writer: bool, connections: int = 1) -> Engine:
     # A connection is used by one thread at a time, but not always the same reader thread.
     engine = create_engine(
         f"sqlite:///{path}",
         poolclass=QueuePool,
-        pool_size=1 if writer else READERS,
+        pool_size=connections,
         max_overflow=0,
         connect_args={"check_same_thread": False},
     )
@@ -96,6 +100,11 @@ def _engine(path: Path, *, writer: bool) -> Engine:
     if writer:
         event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def _busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _check_file(path: Path) -> None:
@@ -171,6 +180,7 @@ class Database:
         self._writer_thread = writer_thread
         self._reader_threads = reader_threads
         self._connections = _ThreadConnections()
+        self._inline: Engine | None = None
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -182,10 +192,14 @@ class Database:
         StoreUnavailable when the file cannot be opened for writing.
         """
         _check_file(path)
-        writer, reader = _engine(path, writer=True), _engine(path, writer=False)
+        writer = _engine(path, writer=True)
+        reader = _engine(path, writer=False, connections=READERS)
+        inline = _engine(path, writer=False)
+        event.listen(inline, "connect", _never_wait)
         writer_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="store-reader")
         db = cls(path, writer, reader, writer_thread, reader_threads)
+        db._inline = inline
         try:
             await db._in_writer_thread(_create_or_check_schema, writer)
         except (SchemaError, DBAPIError, sqlite3.Error) as exc:
@@ -215,6 +229,8 @@ class Database:
         self._connections.close_all()
         self._writer.dispose()
         self._reader.dispose()
+        if self._inline is not None:
+            self._inline.dispose()
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection (on a reader thread); it sees every write already
@@ -225,6 +241,23 @@ class Database:
                 self._reader_threads, self._connections.use, self._reader, fn
             )
         except OperationalError as exc:
+            raise StoreUnavailable(f"the database cannot be read: {exc.orig}") from exc
+
+    async def lookup(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn`, a read of a few rows by key, on the calling thread, the event loop's.
+
+        Handing such a read to a reader thread and back costs the process several times the
+        read itself. In WAL mode a reader never waits for the writer, so this does not hold
+        the loop on a lock; should the file be busy anyway (a checkpoint resetting the log),
+        the read goes to a reader thread instead. Sees every write already answered.
+        """
+        if self._inline is None:
+            return await self.read(fn)
+        try:
+            return self._connections.use(self._inline, fn)
+        except OperationalError as exc:
+            if _busy(exc):
+                return await self.read(fn)
             raise StoreUnavailable(f"the database cannot be read: {exc.orig}") from exc
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
@@ -277,6 +310,17 @@ def _create_or_check_schema(writer: Engine) -> None:
         _prepare_schema(conn)
 
 
+def _reset(conn: Connection) -> bool:
+    """End the failed transaction; close the connection if even that fails (then False)."""
+    try:
+        if conn.in_transaction():
+            conn.rollback()
+    except DBAPIError:
+        conn.close()
+        return False
+    return True
+
+
 class _ThreadConnections:
     """One connection per database thread, kept for the thread's life.
 
@@ -292,27 +336,21 @@ class _ThreadConnections:
         self._lock = threading.Lock()
 
     def use(self, engine: Engine, fn: Callable[[Connection], T]) -> T:
-        conn: Connection | None = getattr(self._local, "conn", None)
+        kept: dict[Engine, Connection] = self._local.__dict__.setdefault("kept", {})
+        conn = kept.get(engine)
         if conn is None or conn.closed or conn.invalidated:
-            conn = self._local.conn = engine.connect()
+            conn = kept[engine] = engine.connect()
             with self._lock:
                 self._opened.append(conn)
         try:
             return fn(conn)
         except BaseException:
-            self._reset(conn)
+            if not _reset(conn):
+                del kept[engine]
             raise
         finally:
             if conn.in_transaction() and not conn.closed:
                 conn.rollback()  # a read ends its autobegun (driver-level no-op) transaction
-
-    def _reset(self, conn: Connection) -> None:
-        try:
-            if conn.in_transaction():
-                conn.rollback()
-        except DBAPIError:
-            conn.close()
-            self._local.conn = None
 
     def close_all(self) -> None:
         with self._lock:

@@ -296,7 +296,7 @@ class Store:
 
     async def get_schedule(self, schedule_id: str, *, org_id: str | None = None) -> Schedule:
         """The live schedule `schedule_id` (of `org_id` when given). Raises NotFound."""
-        return await self.db.read(lambda conn: _live_schedule(conn, schedule_id, org_id))
+        return await self.db.lookup(lambda conn: _live_schedule(conn, schedule_id, org_id))
 
     async def list_schedules(
         self, org_id: str, *, limit: int, offset: int, owner_user_id: str | None = None
