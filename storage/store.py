@@ -212,55 +212,85 @@ def _rows_by_id(
     return rows
 
 
-class _KeyedRead:
-    """A SELECT of one schedule row by key: a Core statement compiled once per dialect and
-    run on the driver's own cursor.
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    dialect: Any
+    sql: str
+    binds: tuple[tuple[str, Any], ...]  # (bind name, bind processor) in placeholder order
+    columns: tuple[tuple[str, Any], ...]  # (column name, result processor) of a SELECT
 
-    On the hottest reads (a schedule by id, for every GET and PATCH) SQLAlchemy's execution
-    machinery costs about three times the query itself. The SQL is still the Core
-    statement's, compiled by SQLAlchemy's dialect, and each column's own result processor
-    (UTC datetimes, JSON, booleans) converts the row: the values are exactly those
-    `conn.execute(statement)` would give.
+
+class _Prepared:
+    """A Core statement compiled once per dialect and run on the driver's own cursor.
+
+    For the hottest statements (a schedule read by id for every GET and PATCH, the PATCH's
+    UPDATE) SQLAlchemy's execution machinery costs several times the statement itself. The
+    SQL is still the Core statement's, compiled by SQLAlchemy's dialect, and the bound
+    values and the row go through each type's own processors (UTC datetimes, JSON,
+    booleans), so what is written and read is exactly what `conn.execute` would do.
     """
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[Any] | Update) -> None:
         self.statement = statement
-        self._prepared: tuple[Any, str, tuple[str, ...], list[tuple[str, Any]]] | None = None
+        self._compiled: _Compiled | None = None
 
     def one_or_none(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
-        """The row as a dict of converted values, or None."""
-        _, sql, order, columns = self._prepare(conn)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        """The row of a SELECT as a dict of converted values, or None."""
+        compiled = self._compile(conn)
+        cursor = self._cursor(conn)
         try:  # close at once: an open statement would keep its read snapshot
-            raw = cursor.execute(sql, tuple(params[name] for name in order)).fetchone()
+            raw = cursor.execute(compiled.sql, self._arguments(compiled, params)).fetchone()
         finally:
             cursor.close()
         if raw is None:
             return None
         return {
             name: value if process is None else process(value)
-            for (name, process), value in zip(columns, raw, strict=True)
+            for (name, process), value in zip(compiled.columns, raw, strict=True)
         }
 
-    def _prepare(self, conn: Connection) -> tuple[Any, str, tuple[str, ...], list[tuple[str, Any]]]:
-        prepared = self._prepared
-        if prepared is None or prepared[0] is not conn.dialect:
+    def run(self, conn: Connection, **params: Any) -> int:
+        """Execute an UPDATE; the number of rows it changed."""
+        compiled = self._compile(conn)
+        cursor = self._cursor(conn)
+        try:
+            return int(cursor.execute(compiled.sql, self._arguments(compiled, params)).rowcount)
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _cursor(conn: Connection) -> Any:
+        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    @staticmethod
+    def _arguments(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            params[name] if process is None else process(params[name])
+            for name, process in compiled.binds
+        )
+
+    def _compile(self, conn: Connection) -> _Compiled:
+        compiled = self._compiled
+        if compiled is None or compiled.dialect is not conn.dialect:
             dialect = conn.dialect
-            compiled = self.statement.compile(dialect=dialect)
-            columns = [
-                (column.name, column.type.result_processor(dialect, None))
-                for column in self.statement.selected_columns
-            ]
-            prepared = (dialect, str(compiled), tuple(compiled.positiontup or ()), columns)
-            self._prepared = prepared
-        return prepared
+            sql = self.statement.compile(dialect=dialect)
+            binds = tuple(
+                (name, sql.binds[name].type.bind_processor(dialect))
+                for name in sql.positiontup or ()
+            )
+            selected = self.statement.selected_columns if isinstance(self.statement, Select) else ()
+            columns = tuple(
+                (column.name, column.type.result_processor(dialect, None)) for column in selected
+            )
+            compiled = self._compiled = _Compiled(dialect, str(sql), binds, columns)
+        return compiled
 
 
 _LIVE = select(SCHEDULES).where(
     SCHEDULES.c.id == bindparam("b_id"), SCHEDULES.c.deleted_at.is_(None)
 )
-_LIVE_READ = _KeyedRead(_LIVE)
-_LIVE_IN_ORG_READ = _KeyedRead(_LIVE.where(SCHEDULES.c.org_id == bindparam("b_org")))
+_LIVE_READ = _Prepared(_LIVE)
+_LIVE_IN_ORG_READ = _Prepared(_LIVE.where(SCHEDULES.c.org_id == bindparam("b_org")))
 
 
 def _live_schedule(conn: Connection, schedule_id: str, org_id: str | None) -> Schedule:
@@ -271,6 +301,14 @@ def _live_schedule(conn: Connection, schedule_id: str, org_id: str | None) -> Sc
     if values is None:
         raise NotFound(f"schedule '{schedule_id}' not found")
     return _schedule_of(values)
+
+
+_ALWAYS_CHANGED = ("updated_at", "version", "paused_reason", "next_run_at")
+"""Columns `_changed_schedule` may set besides those it is asked to change."""
+
+
+def _changeable(changes: Mapping[str, Any]) -> set[str]:
+    return {*changes, *_ALWAYS_CHANGED}
 
 
 def _changed_schedule(current: Schedule, changes: Mapping[str, Any], now: datetime) -> Schedule:
@@ -286,24 +324,23 @@ def _changed_schedule(current: Schedule, changes: Mapping[str, Any], now: dateti
     return dataclasses.replace(current, **updates)
 
 
-def _write_schedule(conn: Connection, before: Schedule, after: Schedule) -> None:
+def _write_schedule(
+    conn: Connection, before: Schedule, after: Schedule, names: Iterable[str] = _SCHEDULE_COLUMNS
+) -> None:
+    """Write the columns among `names` whose value differs between `before` and `after`."""
     values = {
-        name: getattr(after, name)
-        for name in _SCHEDULE_COLUMNS
-        if getattr(after, name) != getattr(before, name)
+        name: value for name in names if (value := getattr(after, name)) != getattr(before, name)
     }
     if values:
-        names = tuple(sorted(values))
         params = {f"b_{name}": value for name, value in values.items()}
-        conn.execute(_schedule_update(names), {"b_id": after.id, **params})
+        _schedule_update(tuple(sorted(values))).run(conn, b_id=after.id, **params)
 
 
 @functools.lru_cache(maxsize=256)
-def _schedule_update(names: tuple[str, ...]) -> Update:
-    """The UPDATE of these schedule columns, built once: a statement reused is not built,
-    keyed and looked up in the compiled cache again on every write."""
+def _schedule_update(names: tuple[str, ...]) -> _Prepared:
+    """The UPDATE of these schedule columns, built and compiled once per column set."""
     values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
-    return update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_id")).values(values)
+    return _Prepared(update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_id")).values(values))
 
 
 def _page(
@@ -411,7 +448,7 @@ class Store:
             after = _changed_schedule(before, changes, now)
             if check is not None:
                 check(before, after)
-            _write_schedule(conn, before, after)
+            _write_schedule(conn, before, after, _changeable(changes))
             return after
 
         return await self.db.write(op)
