@@ -167,6 +167,13 @@ _ENUM_MEMBERS: dict[str, dict[Any, Any]] = {
 """Stored value -> member, for each enum column: a lookup is cheaper than the enum's call."""
 
 
+@functools.lru_cache(maxsize=8)
+def _fire_state_query(size: int) -> _Prepared:
+    """The `FireState` columns (id first) of `size` schedules, ids bound as b_0..b_{size-1}."""
+    ids: list[Any] = [bindparam(f"b_{index}") for index in range(size)]
+    return _Prepared(select(*_FIRE_STATE).where(SCHEDULES.c.id.in_(ids)))
+
+
 def _schedule(row: Row[Any]) -> Schedule:
     return _schedule_of(row._asdict())
 
@@ -248,6 +255,23 @@ class _Prepared:
             name: value if process is None else process(value)
             for (name, process), value in zip(compiled.columns, raw, strict=True)
         }
+
+    def all(self, conn: Connection, **params: Any) -> list[list[Any]]:
+        """The rows of a SELECT as lists of converted values."""
+        compiled = self._compile(conn)
+        cursor = self._cursor(conn)
+        try:
+            raw = cursor.execute(compiled.sql, self._arguments(compiled, params)).fetchall()
+        finally:
+            cursor.close()
+        converting = [(i, process) for i, (_, process) in enumerate(compiled.columns) if process]
+        rows = []
+        for values in raw:
+            row = list(values)
+            for index, process in converting:
+                row[index] = process(row[index])
+            rows.append(row)
+        return rows
 
     def run(self, conn: Connection, **params: Any) -> int:
         """Execute an UPDATE; the number of rows it changed."""
@@ -506,17 +530,12 @@ class Store:
         ids = list(schedule_ids)
 
         def op(conn: Connection) -> dict[str, FireState]:
-            rows = _rows_by_id(conn, SCHEDULES, ids, columns=_FIRE_STATE)
-            return {
-                row.id: FireState(
-                    row.version,
-                    row.enabled,
-                    row.deleted_at,
-                    row.next_run_at,
-                    row.stateful_session_id,
-                )
-                for row in rows
-            }
+            states = {}
+            for chunk in _chunks(sorted(set(ids))):
+                params = {f"b_{index}": value for index, value in enumerate(chunk)}
+                for row in _fire_state_query(len(chunk)).all(conn, **params):
+                    states[row[0]] = FireState(*row[1:])
+            return states
 
         return await self.db.read(op)
 
