@@ -174,21 +174,24 @@ def crash_loop(tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
     with threaded_session_service() as service:
         service.answer(*[Reply(delay=0.3)] * 100_000)  # slow sessions: kills land mid-launch
         loop = CrashLoop(tmp_path, service)
-        ids = []
-        for n in range(EVERY_MINUTE_SCHEDULES):
-            body = {"name": f"minute-{n}", "prompt": "0", "frequency": "* * * * *"}
-            status, made = loop.call("POST", "/v3/organizations/org-local/schedules", body)
-            assert status == 200, made
-            ids.append(made["scheduled_session_id"])
-        with clients(loop, ledger, ids):
-            for _ in range(kills):
-                time.sleep(rng.uniform(0.3, 2.0))  # load, until a random moment to kill at
-                loop.kill_and_restart()
-            time.sleep(1.0)  # load on the last daemon too
-        # A last clean run: whatever was launching at the last kill is interrupted by now.
-        claimed_before = {row[0] for row in read(loop.database, "SELECT id FROM runs")}
-        wait_until(lambda: no_run_launching(loop.database), "every run to finish", 30)
-        assert loop.daemon.stop() == 0
+        try:
+            ids = []
+            for n in range(EVERY_MINUTE_SCHEDULES):
+                body = {"name": f"minute-{n}", "prompt": "0", "frequency": "* * * * *"}
+                status, made = loop.call("POST", "/v3/organizations/org-local/schedules", body)
+                assert status == 200, made
+                ids.append(made["scheduled_session_id"])
+            with clients(loop, ledger, ids):
+                for _ in range(kills):
+                    time.sleep(rng.uniform(0.3, 2.0))  # load, until a random moment to kill at
+                    loop.kill_and_restart()
+                time.sleep(1.0)  # load on the last daemon too
+            # A last clean run: whatever was launching at the last kill is interrupted by now.
+            claimed_before = {row[0] for row in read(loop.database, "SELECT id FROM runs")}
+            wait_until(lambda: no_run_launching(loop.database), "every run to finish", 30)
+            assert loop.daemon.stop() == 0
+        finally:
+            loop.daemon.kill()  # a failed check must not leave a daemon running
         posted = service.idempotency_keys()
     return verify(loop.database, ledger, posted, kills, len(claimed_before))
 
