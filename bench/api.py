@@ -1,0 +1,167 @@
+"""The HTTP API under load: agentcron against a minimal aiohttp + aiosqlite server.
+
+Run: python bench/api.py [--quick] [--seconds N] [--runs N] [--python-load]
+
+1,000 schedules are seeded; the real daemon (with the loop-lag probe) serves them.
+Loads, each over keep-alive connections for `--seconds`:
+- GET one schedule (authenticated), 10 connections;
+- PATCH its name (authenticated, validated, durable: answered after the commit), 10 and
+  50 connections.
+Baseline, in the same run, on a copy of the same database: a minimal aiohttp + aiosqlite
+server (common.py `baseline-api`) doing one SELECT per GET and one durable UPDATE per PATCH
+(WAL, synchronous=FULL), without auth or validation. The load generator is `wrk` (one
+thread) when installed, else the aiohttp client of common.py (`--python-load` forces it).
+Prints the medians over `--runs` and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import common
+
+SCHEDULES = 1000
+TARGETS = {
+    "GET 10 conns": (5000.0, 0.005),
+    "PATCH 10 conns": (2000.0, 0.025),
+    "PATCH 50 conns": (0.0, 0.100),
+}
+
+
+def seed_database(path: Path) -> list[str]:
+    now = datetime.now(UTC)
+    schedules = [
+        common.bench_schedule(f"api-{i:04}", now=now, cron="0 0 1 1 *", tags=["bench"])
+        for i in range(SCHEDULES)
+    ]
+    common.seed(path, schedules, now=now)
+    return [schedule.id for schedule in schedules]
+
+
+def loads(ids: list[str], seconds: float, use_wrk: bool) -> dict[str, Callable[[str], common.Load]]:
+    paths = [f"/v3/organizations/{common.ORG}/schedules/{sid}" for sid in ids]
+    body = '{"name": "renamed-{n}"}'
+
+    def run(method: str, connections: int, with_body: bool) -> Callable[[str], common.Load]:
+        return lambda base: common.generate_load(
+            base,
+            method,
+            paths,
+            connections=connections,
+            seconds=seconds,
+            body=body if with_body else None,
+            token=common.TOKEN,
+            use_wrk=use_wrk,
+        )
+
+    return {
+        "GET 10 conns": run("GET", 10, False),
+        "PATCH 10 conns": run("PATCH", 10, True),
+        "PATCH 50 conns": run("PATCH", 50, True),
+    }
+
+
+def measure_agentcron(
+    seeded: Path, workdir: Path, work: dict[str, Callable[[str], common.Load]]
+) -> tuple[dict[str, common.Load], float]:
+    run_dir = workdir / "agentcron"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    shutil.copy(seeded, run_dir / "agentcron.db")
+    sessions = common.SessionServer(run_dir)
+    config = common.write_config(run_dir, port=common.free_port(), launcher_url=sessions.url)
+    daemon = common.Daemon(config)
+    try:
+        daemon.wait_ready()
+        started = time.time()
+        work["GET 10 conns"](daemon.base)  # warm-up
+        results = {name: load(daemon.base) for name, load in work.items()}
+        probe, ended = daemon.probe(), time.time()
+        stall = common.worst_lag(probe, started, ended, "callback")[0]
+    finally:
+        daemon.stop()
+        sessions.stop()
+    if daemon.errors():
+        print(f"   warning: the daemon logged {len(daemon.errors())} errors")
+    return results, stall
+
+
+def measure_baseline(
+    seeded: Path, workdir: Path, work: dict[str, Callable[[str], common.Load]]
+) -> dict[str, common.Load]:
+    run_dir = workdir / "baseline"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    shutil.copy(seeded, run_dir / "baseline.db")
+    server = common.Helper("baseline-api", str(run_dir / "baseline.db"), workdir=run_dir)
+    try:
+        work["GET 10 conns"](server.base)  # warm-up
+        return {name: load(server.base) for name, load in work.items()}
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s loads, one run")
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--python-load", action="store_true", help="never use wrk")
+    args = parser.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    runs = args.runs or (1 if args.quick else 3)
+    common.header(f"API: {SCHEDULES} schedules, {seconds:g} s loads, {runs} runs")
+    ours: list[dict[str, common.Load]] = []
+    theirs: list[dict[str, common.Load]] = []
+    stalls = []
+    with common.Workdir("api") as workdir:
+        seeded = workdir / "seeded.db"
+        ids = seed_database(seeded)
+        work = loads(ids, seconds, use_wrk=not args.python_load)
+        for _ in range(runs):
+            results, stall = measure_agentcron(seeded, workdir, work)
+            ours.append(results)
+            stalls.append(stall)
+            theirs.append(measure_baseline(seeded, workdir, work))
+            for name in work:
+                print(f"   {name:15} agentcron {ours[-1][name].line()}")
+                print(f"   {name:15} baseline  {theirs[-1][name].line()}")
+    report(ours, theirs, max(stalls))
+
+
+def report(
+    ours: list[dict[str, common.Load]], theirs: list[dict[str, common.Load]], stall: float
+) -> None:
+    print(f"-- medians of {len(ours)} runs")
+    print(
+        f"   {'':15} {'agentcron req/s':>15} {'p99':>9} {'max':>9} {'baseline req/s':>15} "
+        f"{'p99':>9} {'ratio':>6}  target"
+    )
+    met = stall <= 0.1
+    for name, (rate_target, p99_target) in TARGETS.items():
+        rate = common.median(r[name].rate for r in ours)
+        p99 = common.median(r[name].p99 for r in ours)
+        worst = common.median(r[name].max for r in ours)
+        errors = sum(r[name].errors for r in ours)
+        base_rate = common.median(r[name].rate for r in theirs)
+        base_p99 = common.median(r[name].p99 for r in theirs)
+        goal = f">= {rate_target:g}/s, " if rate_target else ""
+        goal += f"p99 <= {p99_target * 1000:g} ms"
+        ok = rate >= rate_target and p99 <= p99_target and errors == 0
+        met = met and ok
+        print(
+            f"   {name:15} {rate:15.0f} {common.ms(p99):>9} {common.ms(worst):>9} "
+            f"{base_rate:15.0f} {common.ms(base_p99):>9} {rate / base_rate:5.2f}x  {goal}"
+            f"{'' if ok else '  MISSED'}{f'  errors {errors}' if errors else ''}"
+        )
+    print(f"   longest callback under load: {common.callback_ms(stall)} (<= 100 ms)")
+    print(f"   targets met: {'yes' if met else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
