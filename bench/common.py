@@ -9,10 +9,10 @@ time. Run as a script, this module also serves the helper processes the benchmar
         records when each create-session request arrived (GET /stats, POST /reset).
     python bench/common.py probed-serve CONFIG PROBE_FILE
         `agentcron serve --config CONFIG`, the same code path as `python -m daemon.cli
-        serve`, plus a loop-lag probe: a task that sleeps 5 ms at a time and records by
-        how much each sleep overshot. A callback that holds the loop for d seconds makes
-        one sleep overshoot by about d, so the maximum overshoot bounds the longest stall.
-        The figures are written to PROBE_FILE (JSON) twice a second and at exit.
+        serve`, with a probe writing to PROBE_FILE: when the imports were done, every
+        callback of the loop that ran over 10 ms, every full garbage collection, and the
+        loop lag (by how much a task sleeping 5 ms at a time woke late; a turn of the loop
+        running many short callbacks shows there as well as one long callback does).
     python bench/common.py baseline-api DB PORT_FILE
         The API baseline: a minimal aiohttp + aiosqlite server on the same database file,
         one connection. GET reads one schedule row and answers it as JSON; PATCH does one
@@ -341,6 +341,7 @@ class Daemon:
             argv = ["-m", "daemon.cli", "serve", "--config", str(config)]
         self.log = self.workdir / "daemon.log"
         self.spawned = time.monotonic()
+        self.spawned_at = time.time()
         self.process = subprocess.Popen(
             [sys.executable, *argv],
             cwd=REPO,
@@ -856,8 +857,11 @@ def worst_lag(
 
 
 def probed_serve(config: Path, probe_file: Path) -> int:
-    from daemon import service
+    from daemon import logs, service  # noqa: F401  (what serve imports)
     from daemon.cli import main
+
+    with probe_file.open("a") as out:  # the imports are done: the rest is start-up work
+        out.write(f"imported {time.time():.6f} 0\n")
 
     run = service.Daemon.run
 
