@@ -28,6 +28,24 @@ PLAYBOOKS_TOKEN = "cog_playbooks_token"  # ManageOrgPlaybooks only
 NOPERM_TOKEN = "cog_noperm_token"  # no permission at all
 OTHER_TOKEN = "cog_other_token"  # every permission in OTHER_ORG
 
+RUN_KEYS = frozenset(
+    {
+        "id",
+        "schedule_id",
+        "scheduled_for",
+        "trigger",
+        "status",
+        "identity",
+        "started_at",
+        "finished_at",
+        "session_id",
+        "session_url",
+        "attempts",
+        "error",
+    }
+)
+"""The keys of a run's JSON (DESIGN section 5), in every answer and notification."""
+
 ALL = frozenset({"ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"})
 
 

@@ -30,6 +30,7 @@ from daemon.config import NotifyConfig
 from daemon.notify import Notifier, verify_webhook_signature
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import NotifyOn, RunStatus, RunTrigger
+from tests.conftest import RUN_KEYS
 
 DEADLINE = 5.0
 SLACK_TOKEN = "xoxb-test-token"
@@ -37,20 +38,6 @@ WEBHOOK_SECRET = "whsec-test-secret"
 TOKEN_ENV = "AGENTCRON_TEST_SLACK_TOKEN"
 SECRET_ENV = "AGENTCRON_TEST_WEBHOOK_SECRET"
 NOMINAL = datetime(2030, 1, 2, 9, 0, tzinfo=UTC)
-RUN_KEYS = {
-    "id",
-    "schedule_id",
-    "scheduled_for",
-    "trigger",
-    "status",
-    "identity",
-    "started_at",
-    "finished_at",
-    "session_id",
-    "session_url",
-    "attempts",
-    "error",
-}
 
 
 # --------------------------------------------------------------------------- loopback peers

@@ -17,6 +17,7 @@ from tests.conftest import (
     NOPERM_TOKEN,
     OTHER_TOKEN,
     PLAYBOOKS_TOKEN,
+    RUN_KEYS,
     SCHEDULER_TOKEN,
     ApiHarness,
 )
@@ -25,20 +26,6 @@ from tests.engine_harness import EngineHarness, now, schedule_of
 from tests.session_service import SessionService
 
 BASE = "/v3/organizations/org-local"
-RUN_KEYS = {
-    "id",
-    "schedule_id",
-    "scheduled_for",
-    "trigger",
-    "status",
-    "identity",
-    "started_at",
-    "finished_at",
-    "session_id",
-    "session_url",
-    "attempts",
-    "error",
-}
 
 
 @pytest.fixture
