@@ -204,13 +204,17 @@ class DevinScheduleList(_Answer):
     total: int
 
 
-class ScheduleListQuery(BaseModel):
-    """Paging of GET `/schedules`, oldest first."""
+class PageQuery(BaseModel):
+    """`limit` (1..100, default 50) and `offset` paging of a list."""
 
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(default=50, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+class ScheduleListQuery(PageQuery):
+    """Paging of GET `/schedules`, oldest first."""
 
 
 # -- playbooks ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import authorize
 from api.body import parse_query
-from api.devin_models import MAX_OFFSET, Frequency, Timezone, UTCDatetime
+from api.devin_models import Frequency, PageQuery, Timezone, UTCDatetime
 from api.keys import CLOCK, EVENTS, STORE
 from api.openapi import operation
 from api.views import respond
@@ -52,13 +52,8 @@ class RunList(BaseModel):
     total: int
 
 
-class RunListQuery(BaseModel):
+class RunListQuery(PageQuery):
     """Paging of GET `/schedules/{schedule_id}/runs`, newest first."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    limit: int = Field(default=50, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class CronPreviewQuery(BaseModel):
