@@ -18,6 +18,7 @@ from storage.domain import Run, Schedule
 from storage.enums import RunTrigger
 from storage.identities import Directory, DirectoryRef, Org, ServiceUser, User, token_sha256
 from storage.store import Store
+from tests.session_service import SessionService
 
 ORG = "org-local"
 OTHER_ORG = "org-other"
@@ -133,6 +134,21 @@ async def store(db_path: Path) -> AsyncIterator[Store]:
     opened = await Store.open(db_path)
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[SessionService]:
+    """A loopback Devin-style session service recording every request."""
+    started = await SessionService().start()
+    yield started
+    await started.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session, as the daemon keeps one for its life."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

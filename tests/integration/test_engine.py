@@ -26,19 +26,6 @@ S = RunStatus
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[SessionService]:
-    started = await SessionService().start()
-    yield started
-    await started.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def harness_factory(
     store: Store, directory: DirectoryRef, service: SessionService, http: aiohttp.ClientSession
 ) -> AsyncIterator[Any]:

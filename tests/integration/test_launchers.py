@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,19 +47,6 @@ def schedule(**changes: Any) -> Schedule:
 
 def bot_request(run_id: str = "run-1", **changes: Any) -> LaunchRequest:
     return LaunchRequest(run_id, schedule(**changes), identity="bot", as_user=False)
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[SessionService]:
-    started = await SessionService().start()
-    yield started
-    await started.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def http_launcher(

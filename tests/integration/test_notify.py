@@ -174,12 +174,6 @@ def secrets_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 NotifierFactory = Callable[..., Any]
 
 

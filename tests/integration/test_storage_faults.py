@@ -125,13 +125,6 @@ def fault(request: pytest.FixtureRequest, store: Store, db_path: Path) -> Iterat
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[SessionService]:
-    started = await SessionService().start()
-    yield started
-    await started.close()
-
-
-@pytest.fixture
 async def live(
     store: Store,
     directory: DirectoryRef,
