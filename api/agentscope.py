@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from api.agentscope_models import (
     CreateScheduleRequest,
@@ -36,6 +35,7 @@ from api.body import parse_body, parse_query
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
+from api.views import respond
 from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
 from storage.domain import Schedule
 from storage.enums import Permission
@@ -198,10 +198,6 @@ def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
 # -- handlers ---------------------------------------------------------------------------
 
 
-def _json(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(model.model_dump(mode="json"), status=status)
-
-
 @operation(
     "List the caller's schedules",
     response=ScheduleList,
@@ -213,7 +209,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     caller = caller_of(request)
     schedules = await _all_owned(request, caller)
     records = [ScheduleRecord.of(s) for s in schedules]
-    return _json(ScheduleList(schedules=records, total=len(records)))
+    return respond(ScheduleList(schedules=records, total=len(records)))
 
 
 async def _all_owned(request: web.Request, caller: Caller) -> list[Schedule]:
@@ -246,7 +242,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     stored = await request.app[STORE].create_schedule(new_schedule(body, caller, now), now=now)
     await request.app[EVENTS].changed(stored)
-    return _json(ScheduleCreated(schedule_id=stored.id), status=201)
+    return respond(ScheduleCreated(schedule_id=stored.id), status=201)
 
 
 @operation(
@@ -258,7 +254,7 @@ async def create_schedule(request: web.Request) -> web.Response:
 )
 async def get_schedule(request: web.Request) -> web.Response:
     schedule = await owned_schedule(request, caller_of(request))
-    return _json(ScheduleRecord.of(schedule))
+    return respond(ScheduleRecord.of(schedule))
 
 
 @operation(
@@ -277,7 +273,7 @@ async def update_schedule(request: web.Request) -> web.Response:
     if changes:
         schedule = await _apply(request, schedule, changes | {"last_edited_by": caller.user_id})
     await request.app[EVENTS].changed(schedule)
-    return _json(ScheduleRecord.of(schedule))
+    return respond(ScheduleRecord.of(schedule))
 
 
 async def _apply(request: web.Request, schedule: Schedule, changes: dict[str, Any]) -> Schedule:
@@ -334,7 +330,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     schedule = await owned_schedule(request, caller)
     page = await request.app[STORE].list_runs(schedule.id, limit=query.limit, offset=query.offset)
     sessions = [SessionItem.of(run) for run in page.items]
-    return _json(SessionList(sessions=sessions, total=page.total))
+    return respond(SessionList(sessions=sessions, total=page.total))
 
 
 def add_routes(app: web.Application) -> None:

@@ -90,5 +90,7 @@ def _epoch_seconds(moment: datetime) -> int:
 
 
 def respond(answer: BaseModel, status: int = 200) -> web.Response:
-    """`answer` as a JSON response."""
-    return web.json_response(answer.model_dump(mode="json"), status=status)
+    """`answer` as a JSON response, encoded by pydantic in one step (no intermediate dict)."""
+    return web.Response(
+        body=answer.model_dump_json().encode(), status=status, content_type="application/json"
+    )
