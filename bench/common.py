@@ -15,8 +15,9 @@ time. Run as a script, this module also serves the helper processes the benchmar
         running many short callbacks shows there as well as one long callback does).
     python bench/common.py baseline-api DB PORT_FILE
         The API baseline: a minimal aiohttp + aiosqlite server on the same database file,
-        one connection. GET reads one schedule row and answers it as JSON; PATCH does one
-        UPDATE and awaits the commit before answering (WAL, synchronous=FULL; concurrent
+        one connection. GET reads one schedule row and answers it as JSON; POST inserts one
+        row (a copy of a seeded one with a new id, name and prompt) and PATCH does one
+        UPDATE, each awaiting the commit before answering (WAL, synchronous=FULL; concurrent
         requests share a commit, as aiosqlite's implicit transactions do). No auth, no
         validation.
 """
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -749,7 +751,14 @@ async def baseline_api(db_path: Path, port_file: Path) -> None:
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=5000"):
         await db.execute(f"PRAGMA {pragma}")
     db.row_factory = aiosqlite.Row
-    item = "/v3/organizations/{org_id}/schedules/{schedule_id}"
+    collection = "/v3/organizations/{org_id}/schedules"
+    item = f"{collection}/{{schedule_id}}"
+    async with db.execute("SELECT * FROM schedules LIMIT 1") as cursor:
+        template = dict(await cursor.fetchone() or {})
+    insert = (
+        f"INSERT INTO schedules ({', '.join(template)}) "
+        f"VALUES ({', '.join(f':{column}' for column in template)})"
+    )
 
     async def get(request: web.Request) -> web.Response:
         async with db.execute(
@@ -770,8 +779,16 @@ async def baseline_api(db_path: Path, port_file: Path) -> None:
         await db.commit()
         return web.json_response({"id": schedule_id, "name": body["name"]})
 
+    async def post(request: web.Request) -> web.Response:
+        body = await request.json()
+        row = template | {"id": uuid.uuid4().hex, "name": body["name"], "prompt": body["prompt"]}
+        await db.execute(insert, row)
+        await db.commit()
+        return web.json_response({"id": row["id"], "name": row["name"]})
+
     app = web.Application()
     app.router.add_get(item, get)
+    app.router.add_post(collection, post)
     app.router.add_patch(item, patch)
     try:
         await _serve_app(app, port_file)
