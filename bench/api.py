@@ -9,8 +9,9 @@ Loads, each over keep-alive connections for `--seconds`, at 10 and at 50 connect
 - PATCH a schedule's name (authenticated, validated, durable).
 Baseline, in the same run, on a copy of the same database: a minimal aiohttp + aiosqlite
 server (common.py `baseline-api`) doing one SELECT per GET, one durable INSERT per POST and
-one durable UPDATE per PATCH (WAL, synchronous=FULL), without auth or validation. The load generator is `wrk` (one
-thread) when installed, else the aiohttp client of common.py (`--python-load` forces it).
+one durable UPDATE per PATCH (WAL, synchronous=FULL), without auth or validation. The load
+generator is `wrk` (one thread) when installed, else the aiohttp client of common.py
+(`--python-load` forces it).
 Prints the medians over `--runs` and the ratios.
 """
 

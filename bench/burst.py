@@ -1,6 +1,6 @@
 """A burst: many schedules due in the same second, agentcron against bare APScheduler.
 
-Run: python bench/burst.py [--quick] [--sizes 1000,10000] [--runs N] [--kind cron|one_time]
+Run: python bench/burst.py [--quick] [--sizes 1000,5000,10000] [--runs N] [--kind cron|one_time]
 
 agentcron: N schedules, all due at the same instant T, are seeded into a fresh database
 (`--kind cron`: daily at T's minute, so they advance to tomorrow afterwards; `one_time`:
@@ -91,7 +91,7 @@ async def apscheduler_burst(size: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1000 schedules, one run")
-    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--kind", choices=("cron", "one_time"), default="cron")
     args = parser.parse_args()
