@@ -84,47 +84,9 @@ class _Answer(BaseModel):
 # -- schedules ------------------------------------------------------------------------------
 
 
-class ScheduleCreate(_Strict):
-    """POST `/schedules`. `frequency` is required for recurring schedules (the default type),
-    `scheduled_at` (in the future) for one_time ones. An optional field sent as null takes
-    its default."""
-
-    name: NonEmpty
-    prompt: NonEmpty
-    schedule_type: ScheduleType | None = Field(default=None, description="Default recurring.")
-    frequency: Frequency | None = None
-    scheduled_at: UTCDatetime | None = None
-    agent: DevinAgent | None = Field(default=None, description="Default devin.")
-    notify_on: NotifyOn | None = Field(default=None, description="Default failure.")
-    enabled: bool | None = Field(default=None, description="Default true.")
-    playbook_id: str | None = None
-    create_as_user_id: str | None = Field(
-        default=None,
-        description="Run as this org member (needs ImpersonateOrgSessions); default the bot.",
-    )
-    slack_channel_id: str | None = None
-    slack_team_id: str | None = None
-    tags: list[str] | None = None
-    bypass_approval: bool | None = None
-    interval_count: IntervalCount | None = None
-    target_devin_id: str | None = None
-    platform: str | None = None
-    timezone: Timezone | None = None
-    start_at: UTCDatetime | None = None
-    end_at: UTCDatetime | None = None
-    overlap: Overlap | None = Field(default=None, description="Default skip.")
-    catchup_window_s: Seconds | None = None
-    jitter_s: Seconds | None = None
-
-
-class ScheduleUpdate(_Strict):
-    """PATCH `/schedules/{schedule_id}`: only the keys present change.
-
-    `null` clears `playbook_id`, `run_as_user_id` (back to the bot user), `slack_channel_id`,
-    `slack_team_id`, `tags`, `target_devin_id`, `platform`, `scheduled_at` (recurring
-    schedules only), `start_at`, `end_at` and `catchup_window_s`; on any other field it
-    leaves the value unchanged.
-    """
+class _ScheduleFields(_Strict):
+    """The fields a create and an edit share, every one optional here; what a missing or
+    null value means differs between the two (see each)."""
 
     name: NonEmpty | None = None
     prompt: NonEmpty | None = None
@@ -135,10 +97,6 @@ class ScheduleUpdate(_Strict):
     notify_on: NotifyOn | None = None
     enabled: bool | None = None
     playbook_id: str | None = None
-    run_as_user_id: str | None = Field(
-        default=None,
-        description="Run as this org member (needs ImpersonateOrgSessions); null: the bot.",
-    )
     slack_channel_id: str | None = None
     slack_team_id: str | None = None
     tags: list[str] | None = None
@@ -152,6 +110,39 @@ class ScheduleUpdate(_Strict):
     overlap: Overlap | None = None
     catchup_window_s: Seconds | None = None
     jitter_s: Seconds | None = None
+
+
+class ScheduleCreate(_ScheduleFields):
+    """POST `/schedules`. `frequency` is required for recurring schedules (the default type),
+    `scheduled_at` (in the future) for one_time ones. An optional field sent as null takes
+    its default."""
+
+    name: NonEmpty
+    prompt: NonEmpty
+    schedule_type: ScheduleType | None = Field(default=None, description="Default recurring.")
+    agent: DevinAgent | None = Field(default=None, description="Default devin.")
+    notify_on: NotifyOn | None = Field(default=None, description="Default failure.")
+    enabled: bool | None = Field(default=None, description="Default true.")
+    overlap: Overlap | None = Field(default=None, description="Default skip.")
+    create_as_user_id: str | None = Field(
+        default=None,
+        description="Run as this org member (needs ImpersonateOrgSessions); default the bot.",
+    )
+
+
+class ScheduleUpdate(_ScheduleFields):
+    """PATCH `/schedules/{schedule_id}`: only the keys present change.
+
+    `null` clears `playbook_id`, `run_as_user_id` (back to the bot user), `slack_channel_id`,
+    `slack_team_id`, `tags`, `target_devin_id`, `platform`, `scheduled_at` (recurring
+    schedules only), `start_at`, `end_at` and `catchup_window_s`; on any other field it
+    leaves the value unchanged.
+    """
+
+    run_as_user_id: str | None = Field(
+        default=None,
+        description="Run as this org member (needs ImpersonateOrgSessions); null: the bot.",
+    )
 
 
 class PlaybookInfo(_Answer):
