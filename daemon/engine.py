@@ -11,7 +11,8 @@ A due batch is claimed in one transaction (a Run per instant, unique per schedul
 instant, so nothing fires twice), launched concurrently over the shared launcher (at most
 `max_concurrent_launches` at once), and each schedule's `next_run_at` is then advanced with a
 compare-and-set from the instant that fired, so an edit made meanwhile wins. Outcomes are
-folded into the store in batched transactions and reported to `on_finished`.
+folded into the store in batched transactions (`daemon.finisher`) and reported to
+`on_finished`.
 
 Instants nobody held a timer for (the daemon was down, or the loop fell behind) go through
 the catch-up rules of `daemon.firing`: at most one catch-up run per schedule, the rest
@@ -37,6 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from daemon import metrics
 from daemon.config import SchedulerConfig
+from daemon.finisher import Finisher
 from daemon.firing import (
     CatchupPlan,
     FireIdentity,
@@ -67,10 +69,6 @@ PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
 STEP = 200
 """Fires handled between two turns of the event loop (see `_yielding`)."""
-FINISH_WINDOW = 0.005
-"""Seconds outcomes are collected before they are finished in one transaction."""
-FINISH_BATCH = 500
-"""Outcomes finished in one transaction at most (and reported in one turn of the loop)."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
 _UTC_TICK = timedelta(microseconds=1)
@@ -151,7 +149,9 @@ class Engine:
         self._on_finished = on_finished
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._semaphore = asyncio.Semaphore(settings.max_concurrent_launches)
-        self._finisher = _Finisher(store, self)
+        self._finisher = Finisher(
+            store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
+        )
         self._pacer = _Pacer(self)
         # Timers within the horizon: by schedule, and the schedule ids of each fire instant.
         self._timers: dict[str, Timer] = {}
@@ -160,6 +160,8 @@ class Engine:
         # Schedules between a timer firing (or a queued catch-up) and their advance, with the
         # `next_run_at` they are being fired from: refills and edits leave those alone.
         self._busy: dict[str, datetime] = {}
+        # Schedules just advanced whose timers are still to be set, by the batch setting them.
+        self._following: dict[str, object] = {}
         # Schedules touched since a refill began reading: its (older) rows must not win.
         self._epoch = 0
         self._touched: dict[str, int] = {}
@@ -296,6 +298,7 @@ class Engine:
         if not self._running:
             return  # start() reads every schedule's state from the store
         self._touch(schedule.id)
+        self._following.pop(schedule.id, None)
         self._drop_timer(schedule.id)
         if not schedule.is_active:
             self._buffered.pop(schedule.id, None)
@@ -590,17 +593,32 @@ class Engine:
     async def _follow(
         self, advanced: Sequence[tuple[Schedule, datetime | None]], now: datetime
     ) -> None:
-        """After schedules moved to their next instant: hold timers, catch up those behind."""
-        behind = []
-        for schedule, following in advanced:
+        """After schedules moved to their next instant: hold timers, catch up those behind.
+
+        Lets the loop run every `STEP` schedules. An edit arriving meanwhile re-times its
+        schedule itself (`changed` takes it out of `_following`), and is left alone here.
+        """
+        token = object()
+        for schedule, _ in advanced:
             self._touch(schedule.id)
-            if following is None:
-                continue
-            moved = dataclasses.replace(schedule, next_run_at=following)
-            if is_behind(following, now, self.settings.missed_run_grace):
-                behind.append(moved)
-            elif self._within_horizon(following):
-                self._hold(timer_for(moved, following))
+            self._following[schedule.id] = token
+        behind = []
+        try:
+            async for schedule, following in _yielding(advanced):
+                if self._following.get(schedule.id) is not token:
+                    continue
+                del self._following[schedule.id]
+                if following is None:
+                    continue
+                if is_behind(following, now, self.settings.missed_run_grace):
+                    behind.append(dataclasses.replace(schedule, next_run_at=following))
+                elif self._within_horizon(following):
+                    moved = dataclasses.replace(schedule, next_run_at=following)
+                    self._hold(timer_for(moved, following))
+        finally:
+            for schedule, _ in advanced:
+                if self._following.get(schedule.id) is token:
+                    del self._following[schedule.id]
         if behind:
             await self._catch_up(behind, now)
 
@@ -829,83 +847,6 @@ async def _yielding(items: Sequence[T]) -> AsyncIterator[T]:
 
 def _job_id(fire_at: datetime) -> str:
     return f"fire@{fire_at.isoformat()}"
-
-
-class _Finisher:
-    """Folds launch outcomes into the store in batched transactions.
-
-    Outcomes arriving within `FINISH_WINDOW` of each other are finished together; a store
-    outage is retried (the runs stay `launching` meanwhile) rather than losing an outcome.
-    """
-
-    def __init__(self, store: Store, engine: Engine) -> None:
-        self.store = store
-        self.engine = engine
-        self._queue: asyncio.Queue[tuple[RunOutcome, asyncio.Future[None]] | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-
-    async def finish(self, outcome: RunOutcome) -> None:
-        """Queue `outcome`; return once it is committed (and reported)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((outcome, done))
-        await done
-
-    def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self.run(), name="engine-finisher")
-        return self._task
-
-    async def close(self, patience: float) -> None:
-        """Commit what is queued, then stop; give up after `patience` s (runs not committed
-        stay `launching`, and the next start marks them interrupted)."""
-        if self._task is None or self._closed:
-            return
-        self._closed = True
-        self._queue.put_nowait(None)
-        # A finisher that died has already been reported as a dead background task.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(self._task, patience)
-
-    async def run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            await asyncio.sleep(FINISH_WINDOW)
-            batch, last = [first], False
-            while not self._queue.empty() and len(batch) < FINISH_BATCH:
-                item = self._queue.get_nowait()
-                if item is None:
-                    last = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
-            if last:
-                return
-
-    async def _commit(self, batch: list[tuple[RunOutcome, asyncio.Future[None]]]) -> None:
-        outcomes = [outcome for outcome, _ in batch]
-        delay = 0.1
-        while True:
-            try:
-                finished = await self.store.finish_runs(
-                    outcomes,
-                    max_consecutive_failures=self.engine.settings.max_consecutive_failures,
-                )
-                break
-            except StoreUnavailable as exc:
-                log.error("finish_failed", error=str(exc), runs=len(outcomes), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                raise
-        self.engine._report(finished)
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
 
 
 class _Pacer:

@@ -3,6 +3,7 @@ service over real HTTP. Schedules are due a second or two ahead; every wait has 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.engine import Engine
+from daemon.engine import STEP, Engine
 from storage.domain import Run
 from storage.enums import Overlap, RunStatus, RunTrigger
 from storage.identities import DirectoryRef, User
@@ -207,6 +208,27 @@ async def test_moving_a_one_time_schedule_fires_it_at_the_new_time_only(
     (run,) = await harness.finished_runs(schedule.id, 1)
     assert run.scheduled_for == moved and run.started_at >= moved
     assert len(await harness.runs(schedule.id)) == 1
+
+
+async def test_an_edit_landing_while_a_large_batch_is_re_timed_keeps_its_own_timer(
+    harness: EngineHarness,
+) -> None:
+    """After a batch fires, its schedules get timers for their next instants a few hundred
+    at a time, the loop running in between. An edit landing in between has re-timed its
+    schedule already; the batch must not put back the instant it computed before."""
+    schedules = [await harness.create(name=f"s{i}") for i in range(STEP + 50)]
+    following = now() + timedelta(seconds=60)
+    last = schedules[-1]
+    edited_at = now() + timedelta(seconds=1)
+    await harness.store.advance_schedules([(last.id, last.next_run_at, edited_at)])
+
+    follow = asyncio.create_task(harness.engine._follow([(s, following) for s in schedules], now()))
+    await asyncio.sleep(0)  # the batch sets its first STEP timers, then lets the loop run
+    await harness.engine.changed(dataclasses.replace(last, next_run_at=edited_at))
+    await follow
+
+    (run,) = await harness.finished_runs(last.id, 1)
+    assert run.scheduled_for == edited_at and run.status == S.SUCCEEDED
 
 
 async def test_a_deleted_schedule_never_fires(harness: EngineHarness) -> None:
