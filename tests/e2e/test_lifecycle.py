@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +111,32 @@ def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_background_task_that_dies_stops_the_daemon_with_a_failure(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
+    """The finisher meets an error it cannot retry (a trigger another program put on the
+    runs table refuses every update): the daemon says which task died and exits 1, so that
+    systemd restarts it, instead of serving on with runs that never finish."""
+    config = write_config(tmp_path / "config.toml", base_config(free_port()))
+    daemon = start_daemon(config)
+    body = {"name": "n", "prompt": "p", "frequency": "@yearly"}
+    status, schedule = daemon.call("POST", daemon.devin("/schedules"), body=body)
+    assert status == 200
+    with contextlib.closing(sqlite3.connect(tmp_path / "agentcron.db")) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs "
+            "BEGIN SELECT RAISE(ABORT, 'runs are frozen'); END"
+        )
+        db.commit()
+    since = daemon.mark()
+
+    status, run = daemon.call(
+        "POST", daemon.devin(f"/schedules/{schedule['scheduled_session_id']}/trigger")
+    )
+
+    assert status == 202 and run["status"] == "launching"
+    died = daemon.wait_for_event("background_task_died", since=since)
+    assert died["task"] == "engine-finisher" and "runs are frozen" in died["error"]
+    assert daemon.wait_exit() == 1
