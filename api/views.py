@@ -92,5 +92,8 @@ def _epoch_seconds(moment: datetime) -> int:
 def respond(answer: BaseModel, status: int = 200) -> web.Response:
     """`answer` as a JSON response, encoded by pydantic in one step (no intermediate dict)."""
     return web.Response(
-        body=answer.model_dump_json().encode(), status=status, content_type="application/json"
+        body=answer.model_dump_json().encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from tests.conftest import (
     ApiHarness,
     FakeClock,
     RecordingEvents,
+    auth,
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
@@ -205,6 +207,16 @@ async def test_create_stores_every_field_sent(api: ApiHarness) -> None:
     assert stored.overlap == "allow"
     assert (stored.catchup_window_s, stored.jitter_s) == (600, 1.5)
     assert stored.end_at == datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+
+
+async def test_answers_are_utf8_json_and_keep_any_text_as_sent(api: ApiHarness) -> None:
+    name, prompt = "Revue hebdo — ünïcode ✓", 'Quote "this", then \\ and a tab\there.'
+    body = {"name": name, "prompt": prompt, "frequency": "0 9 * * 1"}
+    async with api.http.post(api.url(SCHEDULES), json=body, headers=auth()) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        answer = json.loads((await response.read()).decode("utf-8"))
+    assert (answer["name"], answer["prompt"]) == (name, prompt)
 
 
 async def test_create_one_time_fires_at_scheduled_at(api: ApiHarness) -> None:
