@@ -397,9 +397,7 @@ def _apply_with_savepoints(conn: Connection, batch: list[_WriteOp]) -> None:
                 op.result = op.fn(conn)
             except Exception as exc:
                 _rollback_savepoint(savepoint, exc)
-                # statements run on the driver's cursor raise the driver's own errors
-                failed = isinstance(exc, OperationalError | sqlite3.OperationalError)
-                op.error = _unavailable(exc) if failed else exc
+                op.error = _unavailable(exc) if isinstance(exc, OperationalError) else exc
             else:
                 savepoint.commit()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert, Update
 
 from storage.db import Database
@@ -244,12 +246,7 @@ class _Prepared:
 
     def one_or_none(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
         """The row of a SELECT as a dict of converted values, or None."""
-        compiled = self._compile(conn)
-        cursor = self._cursor(conn)
-        try:  # close at once: an open statement would keep its read snapshot
-            raw = cursor.execute(compiled.sql, self._arguments(compiled, params)).fetchone()
-        finally:
-            cursor.close()
+        compiled, raw = self._execute(conn, params, lambda cursor: cursor.fetchone())
         if raw is None:
             return None
         return {
@@ -259,12 +256,7 @@ class _Prepared:
 
     def all(self, conn: Connection, **params: Any) -> list[list[Any]]:
         """The rows of a SELECT as lists of converted values."""
-        compiled = self._compile(conn)
-        cursor = self._cursor(conn)
-        try:
-            raw = cursor.execute(compiled.sql, self._arguments(compiled, params)).fetchall()
-        finally:
-            cursor.close()
+        compiled, raw = self._execute(conn, params, lambda cursor: cursor.fetchall())
         converting = [(i, process) for i, (_, process) in enumerate(compiled.columns) if process]
         rows = []
         for values in raw:
@@ -276,16 +268,26 @@ class _Prepared:
 
     def run(self, conn: Connection, **params: Any) -> int:
         """Execute an UPDATE or INSERT; the number of rows it changed."""
+        return int(self._execute(conn, params, lambda cursor: cursor.rowcount)[1])
+
+    def _execute(
+        self, conn: Connection, params: Mapping[str, Any], fetch: Callable[[Any], Any]
+    ) -> tuple[_Compiled, Any]:
+        """Run the statement on a fresh driver cursor; `fetch(cursor)` takes what it returns.
+
+        A driver error is raised as SQLAlchemy raises it from `conn.execute` (an
+        `OperationalError` wrapping the sqlite3 one, and so on), so that callers handle
+        one kind of error whichever way a statement ran.
+        """
         compiled = self._compile(conn)
-        cursor = self._cursor(conn)
-        try:
-            return int(cursor.execute(compiled.sql, self._arguments(compiled, params)).rowcount)
+        arguments = self._arguments(compiled, params)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:  # closed at once: an open statement would keep its read snapshot
+            return compiled, fetch(cursor.execute(compiled.sql, arguments))
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(compiled.sql, arguments, exc, sqlite3.Error) from exc
         finally:
             cursor.close()
-
-    @staticmethod
-    def _cursor(conn: Connection) -> Any:
-        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
     @staticmethod
     def _arguments(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:

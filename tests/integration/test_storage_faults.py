@@ -235,6 +235,30 @@ async def test_writes_during_a_storage_fault_are_503_change_nothing_and_work_aft
     assert await integrity_check(api.store.db) == "ok"
 
 
+async def test_a_read_or_edit_whose_statement_fails_is_503_and_works_after_it(
+    api: ApiHarness, db_path: Path
+) -> None:
+    """The keyed read of a GET and the read-merge-write of a PATCH run on the driver's
+    cursor; their errors are the store's like any other (here another program has renamed
+    the schedules table away)."""
+    status, created = await api.call("POST", f"{DEVIN}/schedules", json=SCHEDULE)
+    assert status == 200
+    item = f"{DEVIN}/schedules/{created['scheduled_session_id']}"
+
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.execute("ALTER TABLE schedules RENAME TO schedules_away")
+        db.commit()
+        assert_unavailable(await api.call("GET", item))
+        assert_unavailable(await api.call("PATCH", item, json={"prompt": "changed"}))
+        db.execute("ALTER TABLE schedules_away RENAME TO schedules")
+        db.commit()
+
+    status, schedule = await api.call("GET", item)
+    assert (status, schedule["prompt"]) == (200, SCHEDULE["prompt"])
+    status, schedule = await api.call("PATCH", item, json={"prompt": "changed"})
+    assert (status, schedule["prompt"]) == (200, "changed")
+
+
 async def test_a_batch_failing_at_the_limit_commits_none_of_its_writes(
     store: Store, db_path: Path
 ) -> None:
