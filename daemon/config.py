@@ -297,6 +297,7 @@ class LauncherConfig(_Section):
     timeout: PositiveDuration = 60.0
     command: list[str] | None = None
     max_attempts: int = Field(default=5, ge=1)
+    idempotent: bool = False
 
     @field_validator("url")
     @classmethod

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,18 +42,20 @@ from daemon.firing import (
     CatchupPlan,
     FireIdentity,
     OverlapAction,
+    Recovery,
     Timer,
+    catchup_release,
     fire_identity,
     is_behind,
     natural_trigger,
     next_after_fire,
     overlap_action,
     plan_catchup,
-    releasable,
-    seconds_until_release,
+    plan_recovery,
     timer_for,
 )
 from daemon.launchers import Launcher, LaunchRequest, LaunchResult
+from daemon.pacer import Pacer, PendingLaunch
 from storage.clock import Clock
 from storage.db import StoreUnavailable
 from storage.domain import FinishedRun, Run, RunOutcome, Schedule
@@ -152,7 +153,7 @@ class Engine:
         self._finisher = Finisher(
             store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
         )
-        self._pacer = _Pacer(self)
+        self._pacer = Pacer(rate=lambda: self.settings.catchup_rate, release=self._release_catchups)
         # Timers within the horizon: by schedule, and the schedule ids of each fire instant.
         self._timers: dict[str, Timer] = {}
         self._batches: dict[datetime, set[str]] = {}
@@ -183,25 +184,25 @@ class Engine:
         """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
-        recovered = await self.store.interrupt_launching_runs(
-            now=now, max_consecutive_failures=self.settings.max_consecutive_failures
-        )
-        self._report(recovered)
+        interrupted, relaunches = await self._recover(now)
         self._background = [
             self._finisher.start(),
             self._pacer.start(),
             asyncio.create_task(self._supervise(), name="engine-timer"),
         ]
         self._running = True
-        missed = await self._catch_up_missed(now)
+        self._pacer.add(relaunches)
+        missed, catchups = await self._catch_up_missed(now)
         self._scheduler.start()
         await self._refill()
         self._background.append(asyncio.create_task(self._refill_loop(), name="engine-refill"))
         self._spawn(self._guarded("count", self._count_enabled()), "count")
         log.info(
             "engine_started",
-            interrupted=len(recovered),
-            catchups=len(self._pacer),
+            interrupted=interrupted,
+            relaunched=sum(1 for item in relaunches if not item.resend),
+            resent=sum(1 for item in relaunches if item.resend),
+            catchups=catchups,
             missed_schedules=missed,
             timers=len(self._timers),
             horizon_s=self.settings.horizon,
@@ -227,14 +228,14 @@ class Engine:
         if not self._background:
             return
         self.stop_claiming()
-        await self._pacer.close()
+        left = await self._pacer.close()
         cancelled = await self._wait_for_launches(grace)
         await self._finisher.close(FINISH_CLOSE_TIMEOUT)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
-        log.info("engine_stopped", cancelled_launches=cancelled)
+        log.info("engine_stopped", cancelled_launches=cancelled, catchups_left=left)
 
     async def _wait_for_launches(self, grace: float) -> int:
         loop = asyncio.get_running_loop()
@@ -562,19 +563,23 @@ class Engine:
             metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
             log.info("run_skipped", **about, run_id=run.id, error=run.error)
             return
-        lateness = (now - fire.instant).total_seconds()
+        self._log_fired(schedule, run, decision.identity, now)
+        self._start_launch(schedule, run, decision.identity)
+
+    @staticmethod
+    def _log_fired(schedule: Schedule, run: Run, identity: FireIdentity, now: datetime) -> None:
+        lateness = (now - run.scheduled_for).total_seconds()
         metrics.FIRE_LATENESS.observe(max(lateness, 0.0))
         if run.trigger == RunTrigger.CATCHUP:
             metrics.CATCHUP_RUNS.inc()
         log.info(
             "schedule_fired",
-            **about,
+            schedule_id=schedule.id,
             run_id=run.id,
             trigger=run.trigger.value,
-            identity=decision.identity.user_id,
+            identity=identity.user_id,
             lateness_s=round(lateness, 3),
         )
-        self._start_launch(schedule, run, decision.identity)
 
     async def _advance(self, decisions: Sequence[_Decision], now: datetime) -> None:
         """Move each fired schedule's `next_run_at` on, unless it was edited meanwhile."""
@@ -624,34 +629,81 @@ class Engine:
 
     # -- catch-up --------------------------------------------------------------------------
 
-    async def _catch_up_missed(self, now: datetime) -> int:
-        """At start-up: apply the catch-up rules to every schedule due at or before `now`."""
-        count = 0
-        async for page in self._due_pages(now):
-            await self._catch_up(page, now)
-            count += len(page)
-            await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe
-        return count
+    async def _recover(self, now: datetime) -> tuple[int, list[PendingLaunch]]:
+        """Deal with the runs an earlier process left `launching` (see `plan_recovery`):
+        interrupt those that may have reached the session service; answer how many, and the
+        relaunches and re-sends to queue behind the pacer."""
+        runs = await self.store.launching_runs()
+        schedules = await self.store.get_schedules({run.schedule_id for run in runs})
+        idempotent = self._launcher.idempotent
+        interrupted, pending = [], []
+        for run in runs:
+            schedule = schedules.get(run.schedule_id)
+            plan = plan_recovery(
+                run,
+                schedule,
+                now,
+                default_window=self.settings.catchup_window,
+                idempotent=idempotent,
+            )
+            if plan.action == Recovery.INTERRUPT or schedule is None:
+                interrupted.append(
+                    RunOutcome(run.id, RunStatus.INTERRUPTED, finished_at=now, error=plan.note)
+                )
+                continue
+            resend = plan.action == Recovery.RESEND
+            pending.append(PendingLaunch(run, schedule, plan.deadline, plan.note, resend))
+            log.info("run_recovered", schedule_id=run.schedule_id, run_id=run.id, note=plan.note)
+        self._report(
+            await self.store.finish_runs(
+                interrupted, max_consecutive_failures=self.settings.max_consecutive_failures
+            )
+        )
+        return len(interrupted), pending
 
-    async def _catch_up(self, schedules: Iterable[Schedule], now: datetime) -> None:
-        """Record missed instants, queue (paced) catch-ups, advance what needs no launch."""
+    async def _catch_up_missed(self, now: datetime) -> tuple[int, int]:
+        """At start-up: apply the catch-up rules to every schedule due at or before `now`.
+        Answers how many schedules were behind and how many catch-ups were queued."""
+        behind = queued = 0
+        async for page in self._due_pages(now):
+            queued += await self._catch_up(page, now)
+            behind += len(page)
+            await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe
+        return behind, queued
+
+    async def _catch_up(self, schedules: Iterable[Schedule], now: datetime) -> int:
+        """Settle missed instants: move each schedule on to its next regular instant (timed
+        as usual) while recording its missed run and claiming its one catch-up, which waits
+        for the pacer beside the regular fires. Answers how many catch-ups were queued."""
         planned = [
             (schedule, self._plan(schedule, now))
             for schedule in schedules
             if schedule.next_run_at is not None
         ]
-        await self._record_missed(planned, now)
-        catchups, moves, retired = [], [], []
+        moves, runs, retired = [], [], []
         for schedule, plan in planned:
-            assert schedule.next_run_at is not None
-            if plan.catchup_at is not None:
-                catchups.append(self._catchup_fire(schedule, plan, now))
-            elif schedule.schedule_type == ScheduleType.ONE_TIME:
+            if plan.catchup_at is None and schedule.schedule_type == ScheduleType.ONE_TIME:
                 retired.append(schedule)
-            else:
-                moves.append((schedule, plan.next_run_at))
-        self._pacer.add(catchups)
-        await self._advance_missed(moves, now)
+                continue
+            moves.append((schedule.id, schedule.next_run_at, plan.next_run_at))
+            runs.extend(self._settling_runs(schedule, plan, now))
+        moved, claimed = await self.store.claim_catchups(moves, runs)
+        by_id = {schedule.id: (schedule, plan) for schedule, plan in planned}
+        pending = self._queue_claimed(claimed, by_id)
+        advanced = {sid: (schedule, plan.next_run_at) for sid, (schedule, plan) in by_id.items()}
+        await self._follow([advanced[schedule_id] for schedule_id in moved], now)
+        await self._retire(retired, by_id, now)
+        return pending
+
+    async def _retire(
+        self,
+        retired: Sequence[Schedule],
+        by_id: dict[str, tuple[Schedule, CatchupPlan]],
+        now: datetime,
+    ) -> None:
+        """One_time schedules whose instant is past its window: record it missed, disable."""
+        missed = [run for s in retired for run in self._settling_runs(s, by_id[s.id][1], now)]
+        self._queue_claimed(await self.store.claim_runs(missed), by_id)
         for schedule in retired:
             assert schedule.next_run_at is not None
             await self.store.disable_if_due(schedule.id, schedule.next_run_at, now=now)
@@ -663,104 +715,155 @@ class Engine:
             schedule, schedule.next_run_at, now, default_window=self.settings.catchup_window
         )
 
-    def _catchup_fire(self, schedule: Schedule, plan: CatchupPlan, now: datetime) -> _Fire:
-        assert schedule.next_run_at is not None and plan.catchup_at is not None
-        self._busy[schedule.id] = schedule.next_run_at
-        log.info(
-            "catchup_scheduled",
-            schedule_id=schedule.id,
-            scheduled_for=plan.catchup_at.isoformat(),
-            window_s=plan.window,
-        )
-        return _Fire(
-            schedule.id,
-            plan.catchup_at,
-            schedule.next_run_at,
-            RunTrigger.CATCHUP,
-            plan.next_run_at,
-            now,
-            schedule.version,
-            schedule,
-        )
+    @staticmethod
+    def _settling_runs(schedule: Schedule, plan: CatchupPlan, now: datetime) -> list[Run]:
+        """The `missed` run of a plan's older instants and the `launching` catch-up run."""
+        runs = []
+        if plan.missed is not None:
+            runs.append(
+                Run(
+                    schedule_id=schedule.id,
+                    scheduled_for=plan.missed.first,
+                    trigger=natural_trigger(schedule),
+                    started_at=now,
+                    status=RunStatus.MISSED,
+                    finished_at=now,
+                    error=plan.missed_error(),
+                )
+            )
+        if plan.catchup_at is not None:
+            runs.append(
+                Run(
+                    schedule_id=schedule.id,
+                    scheduled_for=plan.catchup_at,
+                    trigger=RunTrigger.CATCHUP,
+                    started_at=now,
+                )
+            )
+        return runs
 
-    async def _record_missed(
-        self, planned: Sequence[tuple[Schedule, CatchupPlan]], now: datetime
-    ) -> None:
-        runs = {}
-        for schedule, plan in planned:
-            if plan.missed is None:
+    def _queue_claimed(
+        self, claimed: Sequence[Run], by_id: dict[str, tuple[Schedule, CatchupPlan]]
+    ) -> int:
+        """Log the missed runs and queue the catch-ups that were claimed now: an instant an
+        earlier life of the process claimed costs no pacing budget."""
+        pending = []
+        for run in claimed:
+            schedule, plan = by_id[run.schedule_id]
+            about = {"schedule_id": run.schedule_id, "run_id": run.id}
+            scheduled_for = run.scheduled_for.isoformat()
+            if run.status == RunStatus.MISSED:
+                metrics.RUNS.labels(RunStatus.MISSED.value).inc()
+                metrics.MISSED_RUNS.inc()
+                log.warning("run_missed", **about, scheduled_for=scheduled_for, error=run.error)
                 continue
-            run = Run(
-                schedule_id=schedule.id,
-                scheduled_for=plan.missed.first,
-                trigger=natural_trigger(schedule),
-                started_at=now,
-                status=RunStatus.MISSED,
-                finished_at=now,
-                error=plan.missed_error(),
+            deadline = plan.next_run_at if schedule.schedule_type != ScheduleType.ONE_TIME else None
+            pending.append(PendingLaunch(run, schedule, deadline))
+            log.info(
+                "catchup_scheduled", **about, scheduled_for=scheduled_for, window_s=plan.window
             )
-            runs[run.id] = run
-        for run in await self.store.claim_runs(list(runs.values())):
-            metrics.RUNS.labels(RunStatus.MISSED.value).inc()
-            metrics.MISSED_RUNS.inc()
-            log.warning(
-                "run_missed",
-                schedule_id=run.schedule_id,
-                run_id=run.id,
-                scheduled_for=run.scheduled_for.isoformat(),
-                error=run.error,
-            )
+        self._pacer.add(pending)
+        return len(pending)
 
-    async def _advance_missed(
-        self, moves: Sequence[tuple[Schedule, datetime | None]], now: datetime
-    ) -> None:
-        if not moves:
-            return
-        by_id = {schedule.id: (schedule, following) for schedule, following in moves}
-        moved = await self.store.advance_schedules(
-            [(schedule.id, schedule.next_run_at, following) for schedule, following in moves]
-        )
-        await self._follow([by_id[schedule_id] for schedule_id in moved], now)
+    async def _release_catchups(self, batch: Sequence[PendingLaunch]) -> int:
+        """The pacer's turn: launch each queued run, or end it as `catchup_release` says.
+        Answers how many launched (only those spend the pacing budget)."""
+        if self._stopping:
+            return 0  # left `launching`, never dispatched: the next start relaunches them
+        current = await self.store.get_schedules({item.run.schedule_id for item in batch})
+        now, launched, dropped = self.clock.now(), 0, []
+        for item in batch:
+            schedule = current.get(item.run.schedule_id)
+            in_flight = len(self._in_flight.get(item.run.schedule_id, ()))
+            verdict = catchup_release(schedule, item.deadline, now, in_flight=in_flight)
+            if verdict is not None or schedule is None:
+                error = verdict.error if verdict else "catch-up dropped: the schedule is gone"
+                status = verdict.status if verdict else RunStatus.MISSED
+                dropped.append(RunOutcome(item.run.id, status, finished_at=now, error=error))
+                continue
+            identity = fire_identity(schedule, self.directory.current)
+            self._log_fired(schedule, item.run, identity, now)
+            self._start_launch(schedule, item.run, identity, item)
+            launched += 1
+        if dropped:
+            await asyncio.gather(*(self._finisher.finish(outcome) for outcome in dropped))
+        return launched
 
     # -- launching -------------------------------------------------------------------------
 
-    def _start_launch(self, schedule: Schedule, run: Run, identity: FireIdentity) -> None:
+    def _start_launch(
+        self,
+        schedule: Schedule,
+        run: Run,
+        identity: FireIdentity,
+        pending: PendingLaunch | None = None,
+    ) -> None:
         self._in_flight.setdefault(schedule.id, set()).add(run.id)
-        task = asyncio.create_task(self._launch(schedule, run, identity), name=f"launch-{run.id}")
+        work = self._launch(schedule, run, identity, pending)
+        task = asyncio.create_task(work, name=f"launch-{run.id}")
         self._launches.add(task)
         task.add_done_callback(self._launches.discard)
 
-    async def _launch(self, schedule: Schedule, run: Run, identity: FireIdentity) -> None:
+    async def _launch(
+        self,
+        schedule: Schedule,
+        run: Run,
+        identity: FireIdentity,
+        pending: PendingLaunch | None,
+    ) -> None:
         try:
-            outcome = await self._launch_outcome(schedule, run, identity)
+            outcome = await self._launch_outcome(schedule, run, identity, pending)
             await self._finisher.finish(outcome)
         finally:
             self._launch_ended(schedule.id, run.id)
 
     async def _launch_outcome(
-        self, schedule: Schedule, run: Run, identity: FireIdentity
+        self,
+        schedule: Schedule,
+        run: Run,
+        identity: FireIdentity,
+        pending: PendingLaunch | None,
     ) -> RunOutcome:
+        note = pending.note if pending is not None else None
         if identity.refusal is not None:
-            return self._outcome(run, identity, LaunchResult(attempts=0, error=identity.refusal))
+            result = LaunchResult(attempts=0, error=identity.refusal)
+            return self._outcome(run, identity, result, note)
         session_id = None
         if schedule.is_stateful:
             session_id = schedule.target_devin_id or schedule.stateful_session_id
         request = LaunchRequest(run.id, schedule, identity.user_id, identity.as_user, session_id)
-        launcher = self._launcher
+        launcher, resend = self._launcher, pending is not None and pending.resend
         async with self._semaphore:
             metrics.LAUNCHES_IN_FLIGHT.inc()
             started = time.monotonic()
             try:
-                result = await launcher.launch(request)
+                result = await self._dispatch(launcher, request, resend=resend)
             except Exception as exc:  # a launcher bug must not leave the run launching
                 log.exception("launcher_crashed", schedule_id=schedule.id, run_id=run.id)
                 result = LaunchResult(attempts=1, error=f"launcher error: {exc!r}")
             finally:
                 metrics.LAUNCHES_IN_FLIGHT.dec()
                 metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
-        return self._outcome(run, identity, result)
+        return self._outcome(run, identity, result, note)
 
-    def _outcome(self, run: Run, identity: FireIdentity, result: LaunchResult) -> RunOutcome:
+    async def _dispatch(
+        self, launcher: Launcher, request: LaunchRequest, *, resend: bool
+    ) -> LaunchResult:
+        """Send the launch request, once its run is durably marked as dispatched (a crash
+        before that leaves a run the next start may safely launch again)."""
+        if not resend:
+            try:
+                await self.store.mark_dispatched(request.run_id, at=self.clock.now())
+            except StoreUnavailable as exc:
+                return LaunchResult(attempts=0, error=f"not launched: {exc}")
+        return await launcher.launch(request)
+
+    def _outcome(
+        self, run: Run, identity: FireIdentity, result: LaunchResult, note: str | None = None
+    ) -> RunOutcome:
+        error = result.error
+        if note is not None:
+            error = note if error is None else f"{note}; {error}"
         return RunOutcome(
             run_id=run.id,
             status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
@@ -769,7 +872,7 @@ class Engine:
             identity=identity.user_id,
             session_id=result.session_id,
             session_url=result.session_url,
-            error=result.error,
+            error=error,
         )
 
     def _launch_ended(self, schedule_id: str, run_id: str) -> None:
@@ -800,6 +903,11 @@ class Engine:
                 )
             elif run.status == RunStatus.INTERRUPTED:
                 log.warning("run_interrupted", **about, error=run.error)
+            elif run.status == RunStatus.MISSED:
+                metrics.MISSED_RUNS.inc()
+                log.warning("run_missed", **about, error=run.error)
+            elif run.status == RunStatus.SKIPPED:
+                log.info("run_skipped", **about, error=run.error)
             else:
                 log.warning("run_failed", **about, error=run.error, attempts=run.attempts)
             if item.auto_paused:
@@ -823,7 +931,7 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _guarded(self, what: str, work: Awaitable[None]) -> None:
+    async def _guarded(self, what: str, work: Awaitable[object]) -> None:
         """Run a timer's work: a store outage is logged (the next refill retries from the
         index); anything else is a bug that stops the engine, and with it the daemon."""
         try:
@@ -847,56 +955,3 @@ async def _yielding(items: Sequence[T]) -> AsyncIterator[T]:
 
 def _job_id(fire_at: datetime) -> str:
     return f"fire@{fire_at.isoformat()}"
-
-
-class _Pacer:
-    """Starts queued catch-up fires at most `catchup_rate` per second, oldest first."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._queue: deque[_Fire] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def add(self, fires: Sequence[_Fire]) -> None:
-        if fires:
-            self._queue.extend(fires)
-            self._wake.set()
-
-    def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self.run(), name="engine-catchup")
-        return self._task
-
-    async def close(self) -> None:
-        """Stop releasing: queued catch-ups are dropped; their schedules keep the missed
-        `next_run_at`, so the next start plans them again."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for fire in self._queue:
-            if self.engine._busy.get(fire.schedule_id) == fire.expected:
-                del self.engine._busy[fire.schedule_id]
-        self._queue.clear()
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            await self._drain()
-            self._wake.clear()
-
-    async def _drain(self) -> None:
-        started, released = time.monotonic(), 0
-        while self._queue:
-            rate = self.engine.settings.catchup_rate
-            elapsed = time.monotonic() - started
-            count = releasable(elapsed, rate, released)
-            if count == 0:
-                await asyncio.sleep(seconds_until_release(elapsed, rate, released))
-                continue
-            batch = [self._queue.popleft() for _ in range(min(count, len(self._queue)))]
-            released += len(batch)
-            await self.engine._guarded("catchup", self.engine._fire(batch))

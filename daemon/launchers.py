@@ -67,6 +67,12 @@ class LaunchResult:
 
 
 class Launcher(Protocol):
+    @property
+    def idempotent(self) -> bool:
+        """The service honours the run id as an idempotency key: a request that may have
+        been sent already can be sent again after a crash without starting a second session."""
+        ...
+
     async def launch(self, request: LaunchRequest) -> LaunchResult:
         """Start the session (within the launcher's timeout); never raises for a failure."""
         ...
@@ -166,6 +172,10 @@ class HttpLauncher:
         self.config = config
         self.http = http
         self.backoff = backoff
+
+    @property
+    def idempotent(self) -> bool:
+        return self.config.idempotent
 
     async def launch(self, request: LaunchRequest) -> LaunchResult:
         attempts = [0]
@@ -371,6 +381,10 @@ class CommandLauncher:
     def __init__(self, config: LauncherConfig, *, workdir: Path) -> None:
         self.config = config
         self.workdir = workdir
+
+    @property
+    def idempotent(self) -> bool:
+        return self.config.idempotent
 
     async def launch(self, request: LaunchRequest) -> LaunchResult:
         argv = list(self.config.command or [])

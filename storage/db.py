@@ -36,10 +36,15 @@ from storage import tables  # noqa: F401  (registers the tables on SQLModel.meta
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+def _add_run_dispatched_at(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN dispatched_at VARCHAR(26)")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at}
 
 MAX_BATCH = 256
 READERS = 4
@@ -152,9 +157,10 @@ def _prepare_schema(conn: Connection) -> None:
     version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
     _check_version(version, set(conn.exec_driver_sql(_TABLES).scalars()))
     if version == 0:
-        SQLModel.metadata.create_all(conn)
-    for old in range(max(version, 1), SCHEMA_VERSION):
-        MIGRATIONS[old](conn)
+        SQLModel.metadata.create_all(conn)  # a new database has the current schema
+    else:
+        for old in range(version, SCHEMA_VERSION):
+            MIGRATIONS[old](conn)
     conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -98,7 +98,11 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One firing of a schedule. Unique per (schedule_id, scheduled_for)."""
+    """One firing of a schedule. Unique per (schedule_id, scheduled_for).
+
+    `dispatched_at` is set, and committed, just before the launch request is sent: a run
+    still `launching` without it after a crash never reached the session service.
+    """
 
     schedule_id: str
     scheduled_for: datetime
@@ -112,6 +116,7 @@ class Run:
     session_url: str | None = None
     attempts: int = 0
     error: str | None = None
+    dispatched_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -588,22 +588,7 @@ class Store:
         overwritten by an engine that computed from the old definition. Returns the ids moved.
         """
 
-        def op(conn: Connection) -> list[str]:
-            # Read, compare and write in one transaction of the only writer: nothing can
-            # change `next_run_at` between the compare and the set.
-            columns = (SCHEDULES.c.id, SCHEDULES.c.next_run_at)
-            rows = _rows_by_id(conn, SCHEDULES, (move[0] for move in moves), columns=columns)
-            current = {row.id: row.next_run_at for row in rows}
-            moved, writes = [], {}
-            for schedule_id, expected, new in moves:
-                if schedule_id in current and current[schedule_id] == expected:
-                    current[schedule_id] = writes[schedule_id] = new
-                    moved.append(schedule_id)
-            if writes:
-                conn.execute(_MOVE, [{"b_id": k, "b_next_run_at": v} for k, v in writes.items()])
-            return moved
-
-        return await self.db.write(op)
+        return await self.db.write(lambda conn: _advance(conn, moves))
 
     async def claim_runs(self, runs: Sequence[Run]) -> list[Run]:
         """Insert the runs in one transaction; return those that were new.
@@ -612,13 +597,7 @@ class Store:
         instant was claimed before (by a restart, a double wake-up or another process).
         """
 
-        def op(conn: Connection) -> list[Run]:
-            if not runs:
-                return []
-            inserted = set(conn.execute(_CLAIM, [_values(run) for run in runs]).scalars())
-            return [run for run in runs if run.id in inserted]
-
-        return await self.db.write(op)
+        return await self.db.write(lambda conn: _claim(conn, runs))
 
     async def finish_runs(
         self, outcomes: Sequence[RunOutcome], *, max_consecutive_failures: int
@@ -643,27 +622,39 @@ class Store:
         claimed = await self.claim_runs([run])
         return bool(claimed)
 
-    async def interrupt_launching_runs(
-        self, *, now: datetime, max_consecutive_failures: int
-    ) -> list[FinishedRun]:
-        """Mark every run left `launching` by a crash `interrupted`, counted as a failure."""
-        stuck = await self.db.read(
-            lambda conn: list(
-                conn.execute(
-                    select(RUNS.c.id).where(RUNS.c.status == RunStatus.LAUNCHING)
-                ).scalars()
-            )
-        )
-        outcomes = [
-            RunOutcome(
-                run_id=run_id,
-                status=RunStatus.INTERRUPTED,
-                finished_at=now,
-                error="interrupted: agentcron stopped while the session was launching",
-            )
-            for run_id in stuck
-        ]
-        return await self.finish_runs(outcomes, max_consecutive_failures=max_consecutive_failures)
+    async def launching_runs(self) -> list[Run]:
+        """Every run still `launching`: at start-up, the runs an earlier process left behind."""
+        query = select(RUNS).where(RUNS.c.status == RunStatus.LAUNCHING)
+        return await self.db.read(lambda conn: [_run(row) for row in conn.execute(query)])
+
+    async def mark_dispatched(self, run_id: str, *, at: datetime) -> None:
+        """Record that the launch request of `run_id` is about to be sent, at `at` (also the
+        run's `started_at` from now on: a paced catch-up starts when it launches).
+
+        Callers send the request only once this returned: a run left `launching` without
+        `dispatched_at` never reached the session service, and may be launched again.
+        """
+        statement = update(RUNS).where(RUNS.c.id == run_id).values(dispatched_at=at, started_at=at)
+        await self.db.write(lambda conn: conn.execute(statement).rowcount)
+
+    async def claim_catchups(
+        self, moves: Sequence[tuple[str, datetime | None, datetime | None]], runs: Sequence[Run]
+    ) -> tuple[list[str], list[Run]]:
+        """Settle missed instants in one transaction: advance, then claim what advanced.
+
+        Each move is (id, expected, new), applied as in `advance_schedules`. Of `runs` (the
+        missed and catch-up runs), those of a schedule that moved are inserted unless their
+        instant was claimed before. A crash therefore leaves either the schedule behind with
+        nothing claimed (the next start plans it again) or both done. Returns the ids moved
+        and the runs inserted.
+        """
+
+        def op(conn: Connection) -> tuple[list[str], list[Run]]:
+            moved = _advance(conn, moves)
+            moving = set(moved)
+            return moved, _claim(conn, [run for run in runs if run.schedule_id in moving])
+
+        return await self.db.write(op)
 
     async def get_run(self, run_id: str) -> Run:
         """The run `run_id`. Raises NotFound."""
@@ -800,6 +791,31 @@ class Store:
         await self.db.write(op)
 
 
+def _advance(
+    conn: Connection, moves: Sequence[tuple[str, datetime | None, datetime | None]]
+) -> list[str]:
+    # Read, compare and write in one transaction of the only writer: nothing can change
+    # `next_run_at` between the compare and the set.
+    columns = (SCHEDULES.c.id, SCHEDULES.c.next_run_at)
+    rows = _rows_by_id(conn, SCHEDULES, (move[0] for move in moves), columns=columns)
+    current = {row.id: row.next_run_at for row in rows}
+    moved, writes = [], {}
+    for schedule_id, expected, new in moves:
+        if schedule_id in current and current[schedule_id] == expected:
+            current[schedule_id] = writes[schedule_id] = new
+            moved.append(schedule_id)
+    if writes:
+        conn.execute(_MOVE, [{"b_id": k, "b_next_run_at": v} for k, v in writes.items()])
+    return moved
+
+
+def _claim(conn: Connection, runs: Sequence[Run]) -> list[Run]:
+    if not runs:
+        return []
+    inserted = set(conn.execute(_CLAIM, [_values(run) for run in runs]).scalars())
+    return [run for run in runs if run.id in inserted]
+
+
 def _live_playbook(conn: Connection, playbook_id: str, org_id: str | None) -> Playbook:
     query = select(PLAYBOOKS).where(PLAYBOOKS.c.id == playbook_id, PLAYBOOKS.c.deleted_at.is_(None))
     if org_id is not None:
@@ -855,7 +871,13 @@ def _bound(value: Any, names: Sequence[str]) -> dict[str, Any]:
 
 
 def _bookkeeping(schedule: Schedule, run: Run, max_failures: int) -> Schedule:
-    """The schedule after `run` finished (pure)."""
+    """The schedule after `run` finished (pure).
+
+    A run that ended without a launch (a catch-up dropped as `missed`, an overlap `skipped`)
+    changes nothing: it neither ran nor failed.
+    """
+    if run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
+        return schedule
     changes: dict[str, Any] = {"last_executed_at": run.started_at}
     if run.status == RunStatus.SUCCEEDED:
         changes["consecutive_failures"] = 0

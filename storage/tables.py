@@ -118,6 +118,7 @@ class RunRow(SQLModel, table=True):
     session_url: str | None = None
     attempts: int = 0
     error: str | None = None
+    dispatched_at: datetime | None = _when()
 
 
 class PlaybookRow(SQLModel, table=True):

@@ -26,6 +26,7 @@ class SessionRecorder(ThreadingHTTPServer):
     """Answers every POST as a created session and records it (path, headers, body, time)."""
 
     daemon_threads = True
+    request_queue_size = 1024  # a burst of connections must not overflow the listen backlog
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _SessionHandler)

@@ -172,13 +172,42 @@ async def test_one_time_is_disabled_after_its_fire_even_when_it_failed(store: St
     assert not finished.schedule.enabled and finished.schedule.next_run_at is None
 
 
-async def test_launching_runs_are_interrupted_at_recovery(store: Store) -> None:
+async def test_launching_runs_say_whether_their_request_was_dispatched(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    sent, unsent = await store.claim_runs(
+        [launching(schedule), launching(schedule, NOW + timedelta(minutes=1))]
+    )
+    later = NOW + timedelta(seconds=3)
+    await store.mark_dispatched(sent.id, at=later)
+    runs = {run.id: run for run in await store.launching_runs()}
+    assert runs[sent.id].dispatched_at == later and runs[sent.id].started_at == later
+    assert runs[unsent.id].dispatched_at is None
+    assert runs[unsent.id].started_at == unsent.started_at
+    outcome = RunOutcome(sent.id, RunStatus.SUCCEEDED, NOW)
+    await store.finish_runs([outcome], max_consecutive_failures=0)
+    assert [run.id for run in await store.launching_runs()] == [unsent.id]
+
+
+async def test_settling_a_catchup_claims_only_what_moved(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    due, later = schedule.next_run_at, datetime(2026, 11, 25, 9, tzinfo=UTC)
+    catchup = launching(schedule, due)
+    moved, claimed = await store.claim_catchups([(schedule.id, due, later)], [catchup])
+    assert (moved, claimed) == ([schedule.id], [catchup])
+    again = launching(schedule, due)  # a second planner, from the same stale state
+    assert await store.claim_catchups([(schedule.id, due, later)], [again]) == ([], [])
+    assert [run.id for run in await store.launching_runs()] == [catchup.id]
+    assert (await store.get_schedule(schedule.id)).next_run_at == later
+
+
+async def test_a_dropped_catchup_leaves_the_schedule_books_alone(store: Store) -> None:
     schedule = await store.create_schedule(recurring(), now=NOW)
     (run,) = await store.claim_runs([launching(schedule)])
-    (finished,) = await store.interrupt_launching_runs(now=NOW, max_consecutive_failures=0)
-    assert finished.run.id == run.id and finished.run.status == RunStatus.INTERRUPTED
-    assert finished.schedule.consecutive_failures == 1
-    assert await store.interrupt_launching_runs(now=NOW, max_consecutive_failures=0) == []
+    outcome = RunOutcome(run.id, RunStatus.MISSED, NOW, error="catch-up dropped")
+    (finished,) = await store.finish_runs([outcome], max_consecutive_failures=1)
+    assert finished.run.status == RunStatus.MISSED
+    assert finished.schedule == await store.get_schedule(schedule.id)
+    assert (finished.schedule.last_executed_at, finished.schedule.enabled) == (None, True)
 
 
 async def test_advance_is_a_compare_and_set(store: Store) -> None:
