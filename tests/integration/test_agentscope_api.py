@@ -817,13 +817,18 @@ async def test_the_facade_is_in_the_openapi_document(api: ApiHarness) -> None:
 # -- the other façade -----------------------------------------------------------------------
 
 
-async def test_the_schedule_is_visible_through_the_devin_facade(api: ApiHarness) -> None:
+async def test_the_schedule_is_seen_through_the_devin_facade_only_with_every_agent(
+    api: ApiHarness,
+) -> None:
     schedule_id = await create(api, cron_expression="15 7 * * 0", timezone="Europe/Paris")
     mine = await record(api, schedule_id)
+    path = f"/v3/organizations/{ORG}/schedules/{schedule_id}"
 
-    status, devin = await api.call("GET", f"/v3/organizations/{ORG}/schedules/{schedule_id}")
+    assert (await api.call("GET", path))[0] == 404
+    status, devin = await api.call("GET", f"{path}?agents=all")
 
     assert status == 200, devin
+    assert devin["agent"] == "agent-reporter"
     assert devin["scheduled_session_id"] == schedule_id
     assert devin["org_id"] == ORG
     assert devin["name"] == mine["data"]["name"]

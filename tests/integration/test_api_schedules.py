@@ -6,9 +6,10 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from storage.domain import Schedule
 from storage.store import Store
@@ -835,3 +836,113 @@ async def test_patch_enabled_true_ends_an_auto_pause(api: ApiHarness) -> None:
     status, body = await api.call("PATCH", path, json={"enabled": True})
     assert status == 200 and body["enabled"] is True
     assert body["paused_reason"] is None and body["next_run_at"] is not None
+
+
+# -- schedules of other agents (made through the AgentScope façade) ---------------------------
+
+
+class SdkSchedule(BaseModel):
+    """What a strict Devin client parses of a schedule: `agent` must be one of its enum."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    scheduled_session_id: str
+    agent: Literal["devin", "data_analyst", "advanced"]
+
+
+async def agentscope_schedule(api: ApiHarness, name: str = "report") -> str:
+    body = {"agent_id": "agent-reporter", "name": name, "cron_expression": "0 9 * * *"}
+    headers = {"X-User-ID": "user-alice"}
+    status, answer = await api.call("POST", "/schedule/", token=None, headers=headers, json=body)
+    assert status == 201, answer
+    schedule_id: str = answer["schedule_id"]
+    return schedule_id
+
+
+async def test_a_devin_client_meets_only_devin_agents(api: ApiHarness) -> None:
+    foreign = await agentscope_schedule(api)
+    mine = (await create(api))["scheduled_session_id"]
+
+    status, page = await api.call("GET", SCHEDULES)
+
+    assert status == 200
+    parsed = [SdkSchedule.model_validate_json(json.dumps(item)) for item in page["items"]]
+    assert [item.scheduled_session_id for item in parsed] == [mine]
+    assert (page["total"], page["has_next_page"]) == (1, False)
+    status, answer = await api.call("GET", f"{SCHEDULES}/{foreign}")
+    assert (status, answer) == (404, {"detail": f"schedule '{foreign}' not found"})
+
+
+async def test_the_devin_list_pages_and_counts_only_devin_agents(
+    api: ApiHarness, clock: FakeClock
+) -> None:
+    ids = []
+    for n, agent in enumerate(["devin", "data_analyst", "advanced"]):
+        await agentscope_schedule(api, f"agentscope {n}")
+        ids.append((await create(api, name=f"d{n}", agent=agent))["scheduled_session_id"])
+        clock.advance(1)
+    await agentscope_schedule(api, "agentscope last")
+
+    pages = []
+    offset: str | None = "0"
+    while offset is not None:
+        status, page = await api.call("GET", f"{SCHEDULES}?limit=2&offset={offset}")
+        assert (status, page["total"]) == (200, 3)
+        pages.append([item["scheduled_session_id"] for item in page["items"]])
+        offset = page["end_cursor"]
+
+    assert pages == [ids[0:2], ids[2:3]]
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [("GET", None), ("PATCH", {"name": "mine now"}), ("PATCH", {}), ("DELETE", None)],
+)
+async def test_a_schedule_of_another_agent_is_not_found_by_id(
+    api: ApiHarness, method: str, body: Any
+) -> None:
+    schedule_id = await agentscope_schedule(api)
+    before = await api.store.get_schedule(schedule_id)
+
+    status, answer = await api.call(method, f"{SCHEDULES}/{schedule_id}", json=body)
+
+    assert (status, answer) == (404, {"detail": f"schedule '{schedule_id}' not found"})
+    assert await api.store.get_schedule(schedule_id) == before
+    assert api.events.changed_ids == [schedule_id]
+
+
+async def test_agents_all_lists_and_edits_every_schedule(api: ApiHarness) -> None:
+    foreign = await agentscope_schedule(api)
+    mine = (await create(api))["scheduled_session_id"]
+    path = f"{SCHEDULES}/{foreign}?agents=all"
+
+    status, page = await api.call("GET", f"{SCHEDULES}?agents=all")
+    assert (status, page["total"]) == (200, 2)
+    assert [item["scheduled_session_id"] for item in page["items"]] == [foreign, mine]
+    status, got = await api.call("GET", path)
+    assert (status, got["agent"], got["run_as_user_id"]) == (200, "agent-reporter", "user-alice")
+    status, patched = await api.call("PATCH", path, json={"enabled": False})
+    assert (status, patched["enabled"]) == (200, False)
+    status, deleted = await api.call("DELETE", path)
+    assert (status, deleted["scheduled_session_id"]) == (200, foreign)
+    assert (await api.call("GET", path))[0] == 404
+
+
+async def test_agents_devin_is_the_default(api: ApiHarness) -> None:
+    await agentscope_schedule(api)
+    mine = await create(api)
+
+    status, page = await api.call("GET", f"{SCHEDULES}?agents=devin")
+
+    assert (status, page["items"], page["total"]) == (200, [mine], 1)
+
+
+@pytest.mark.parametrize("suffix", ["", "/{id}"])
+async def test_an_unknown_agents_value_is_422(api: ApiHarness, suffix: str) -> None:
+    created = await create(api)
+    path = SCHEDULES + suffix.format(id=created["scheduled_session_id"])
+
+    status, answer = await api.call("GET", f"{path}?agents=agentscope")
+
+    assert status == 422
+    assert locs(answer) == [["query", "agents"]]
