@@ -35,7 +35,7 @@ from api.body import parse_body, parse_query
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
-from api.views import respond
+from api.views import EDIT_HEADERS, edit_headers, respond
 from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
 from storage.domain import Schedule
 from storage.enums import Permission, Source
@@ -254,6 +254,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     "Edit a schedule; an omitted or null field is left unchanged",
     response=ScheduleRecord,
     request=UpdateScheduleRequest,
+    headers=EDIT_HEADERS,
     auth="x-user-id",
     tags=_TAGS,
     errors=(401, 403, 404),
@@ -266,7 +267,7 @@ async def update_schedule(request: web.Request) -> web.Response:
     if changes:
         schedule = await _apply(request, schedule, changes | {"last_edited_by": caller.user_id})
     await request.app[EVENTS].changed(schedule)
-    return respond(ScheduleRecord.of(schedule))
+    return respond(ScheduleRecord.of(schedule), headers=edit_headers(schedule))
 
 
 async def _apply(request: web.Request, schedule: Schedule, changes: dict[str, Any]) -> Schedule:
@@ -290,6 +291,7 @@ def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], Non
 @operation(
     "Delete a schedule (it never fires again)",
     status=204,
+    headers=EDIT_HEADERS,
     auth="x-user-id",
     tags=_TAGS,
     errors=(401, 403, 404, 422),
@@ -304,7 +306,7 @@ async def delete_schedule(request: web.Request) -> web.Response:
     except NotFound:
         raise schedule_not_found(schedule.id) from None
     await request.app[EVENTS].changed(deleted)
-    return web.Response(status=204)
+    return web.Response(status=204, headers=edit_headers(deleted))
 
 
 @operation(

@@ -188,6 +188,18 @@ class DevinSchedule(_Answer):
     timezone: str
     next_run_at: datetime | None = Field(description="null when disabled or fired (one_time).")
     paused_reason: str | None
+    overlap: Overlap = Field(description="What a fire does while the previous run launches.")
+    catchup_window_s: float | None = Field(
+        description="Catch-up window after downtime; null: the daemon's default."
+    )
+    jitter_s: float = Field(description="Upper bound of each fire's deterministic delay.")
+    start_at: datetime | None = Field(description="No fire before this; null: no bound.")
+    end_at: datetime | None = Field(description="No fire after this; null: no bound.")
+    managed_by: Literal["config"] | None = Field(
+        description="Read-only. config: declared in the configuration file, whose next "
+        "reload reverts edits made through the API (their answers carry a Warning header); "
+        "null: made through the API."
+    )
 
 
 class DevinScheduleList(_Answer):

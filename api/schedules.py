@@ -7,7 +7,7 @@ before the answer is sent, so it is in effect once the client sees it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping, Set
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from api.devin_models import (
 from api.errors import ApiError, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, STORE
 from api.openapi import operation
-from api.views import one_schedule_json, respond, schedules_json
+from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
 from storage.domain import Schedule
 from storage.enums import DevinAgent, NotifyOn, Overlap, Permission, ScheduleType
 from storage.identities import ServiceUser
@@ -119,6 +119,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     query=AgentsQuery,
     request=ScheduleUpdate,
     response=DevinSchedule,
+    headers=EDIT_HEADERS,
     errors=(404,),
     tags=TAGS,
 )
@@ -130,7 +131,7 @@ async def update_schedule(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if not changes:  # `{}`, or only nulls on fields that cannot be empty: nothing to write
         schedule = await store.get_schedule(schedule_id, org_id=org_id, agents=agents)
-        return await _answer(request, schedule)
+        return await _answer(request, schedule, edit_headers(schedule))
     _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
     await _check_playbook(request, org_id, changes.get("playbook_id"))
     now = request.app[CLOCK].now()
@@ -142,13 +143,14 @@ async def update_schedule(request: web.Request) -> web.Response:
         agents=agents,
         check=patch_check(changes.keys(), now=now),
     )
-    return await _answer_change(request, updated)
+    return await _answer_change(request, updated, edit_headers(updated))
 
 
 @operation(
     "Delete a schedule; answers it as it was deleted",
     query=AgentsQuery,
     response=DevinSchedule,
+    headers=EDIT_HEADERS,
     errors=(404,),
     tags=TAGS,
 )
@@ -161,7 +163,7 @@ async def delete_schedule(request: web.Request) -> web.Response:
     deleted = await request.app[STORE].delete_schedule(
         schedule_id, now=now, org_id=org_id, agents=agents, by=caller.id
     )
-    return await _answer_change(request, deleted)
+    return await _answer_change(request, deleted, edit_headers(deleted))
 
 
 def add_routes(app: web.Application, base: str) -> None:
@@ -179,14 +181,18 @@ def visible_agents(request: web.Request) -> frozenset[str] | None:
     return parse_query(request.query, AgentsQuery).visible
 
 
-async def _answer_change(request: web.Request, schedule: Schedule) -> web.Response:
+async def _answer_change(
+    request: web.Request, schedule: Schedule, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """Tell the engine about the stored change, then answer with the schedule."""
     await request.app[EVENTS].changed(schedule)
-    return await _answer(request, schedule)
+    return await _answer(request, schedule, headers)
 
 
-async def _answer(request: web.Request, schedule: Schedule) -> web.Response:
-    return respond(await one_schedule_json(request.app[STORE], schedule))
+async def _answer(
+    request: web.Request, schedule: Schedule, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return respond(await one_schedule_json(request.app[STORE], schedule), headers=headers)
 
 
 # -- conversion -----------------------------------------------------------------------------
