@@ -35,10 +35,10 @@ from api.body import parse_body, parse_query
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
-from api.views import respond
+from api.views import EDIT_HEADERS, edit_headers, respond
 from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
 from storage.domain import Schedule
-from storage.enums import Permission
+from storage.enums import Permission, Source
 from storage.store import NotFound
 
 _TAGS = ("agentscope",)
@@ -59,8 +59,9 @@ class Caller:
 def caller_of(request: web.Request) -> Caller:
     """Authenticate the request (token first when required, then `X-User-ID`).
 
-    Absent header: 422 as FastAPI answers a missing required header; empty: 401; a user
-    who is not configured as a member of the façade's org: 401.
+    Absent header: 422 as FastAPI answers a missing required header; empty (or blank): 401
+    `X-User-ID header is required.` as AgentScope answers; a user who is not configured as
+    a member of the façade's org: 401.
     """
     settings = request.app[SETTINGS]
     org_id = settings.agentscope_org
@@ -71,7 +72,7 @@ def caller_of(request: web.Request) -> Caller:
         raise unprocessable(["header", "x-user-id"], "Field required", "missing")
     user_id = user_id.strip()
     if not user_id:
-        raise ApiError(401, "The X-User-ID header is empty")
+        raise ApiError(401, "X-User-ID header is required.")
     user = request.app[DIRECTORY].current.users.get(user_id)
     if user is None or org_id not in user.orgs:
         raise ApiError(401, f"Unknown user '{user_id}'")
@@ -130,16 +131,13 @@ def checked_timing(cron_expression: str | None, timezone: str | None) -> str | N
     return cron
 
 
-def check_window(start_at: datetime | None, end_at: datetime | None) -> None:
-    """`ended_at` must come after `started_at` when both are set (422)."""
-    if start_at is not None and end_at is not None and end_at <= start_at:
-        raise unprocessable(["body", "ended_at"], "ended_at must be after started_at")
-
-
 def new_schedule(body: CreateScheduleRequest, caller: Caller, now: datetime) -> Schedule:
-    """The schedule a valid create request describes, owned by and running as the caller."""
+    """The schedule a valid create request describes, owned by and running as the caller.
+
+    Made by a user, in force from now on, without an end: AgentScope's server sets these
+    itself, whatever the client sends (see `CreateScheduleRequest`).
+    """
     cron = checked_timing(body.cron_expression, body.timezone)
-    check_window(body.started_at, body.ended_at)
     chat_model = body.chat_model_config
     return Schedule(
         org_id=caller.org_id,
@@ -154,14 +152,11 @@ def new_schedule(body: CreateScheduleRequest, caller: Caller, now: datetime) -> 
         agent=body.agent_id,
         cron=cron,
         timezone=body.timezone,
-        start_at=body.started_at,
-        end_at=body.ended_at,
         enabled=body.enabled,
         stateful=body.stateful,
         permission_mode=body.permission_mode,
         chat_model_config=None if chat_model is None else chat_model.model_dump(),
-        source=body.source,
-        source_session_id=body.source_session_id,
+        source=Source.USER,
     )
 
 
@@ -172,8 +167,6 @@ _DIRECT_FIELDS = {
     "enabled": "enabled",
     "stateful": "stateful",
     "permission_mode": "permission_mode",
-    "started_at": "start_at",
-    "ended_at": "end_at",
 }
 
 
@@ -261,6 +254,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     "Edit a schedule; an omitted or null field is left unchanged",
     response=ScheduleRecord,
     request=UpdateScheduleRequest,
+    headers=EDIT_HEADERS,
     auth="x-user-id",
     tags=_TAGS,
     errors=(401, 403, 404),
@@ -273,12 +267,11 @@ async def update_schedule(request: web.Request) -> web.Response:
     if changes:
         schedule = await _apply(request, schedule, changes | {"last_edited_by": caller.user_id})
     await request.app[EVENTS].changed(schedule)
-    return respond(ScheduleRecord.of(schedule))
+    return respond(ScheduleRecord.of(schedule), headers=edit_headers(schedule))
 
 
 async def _apply(request: web.Request, schedule: Schedule, changes: dict[str, Any]) -> Schedule:
-    """Write `changes`, refused inside the transaction unless the owner is still the same and
-    the merged time window is valid."""
+    """Write `changes`, refused inside the transaction unless the owner is still the same."""
     check = _edit_check(schedule.owner_user_id)
     try:
         return await request.app[STORE].update_schedule(
@@ -291,7 +284,6 @@ async def _apply(request: web.Request, schedule: Schedule, changes: dict[str, An
 def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], None]:
     def check(before: Schedule, after: Schedule) -> None:
         _require_owner(before, owner_user_id)
-        check_window(after.start_at, after.end_at)
 
     return check
 
@@ -299,6 +291,7 @@ def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], Non
 @operation(
     "Delete a schedule (it never fires again)",
     status=204,
+    headers=EDIT_HEADERS,
     auth="x-user-id",
     tags=_TAGS,
     errors=(401, 403, 404, 422),
@@ -313,7 +306,7 @@ async def delete_schedule(request: web.Request) -> web.Response:
     except NotFound:
         raise schedule_not_found(schedule.id) from None
     await request.app[EVENTS].changed(deleted)
-    return web.Response(status=204)
+    return web.Response(status=204, headers=edit_headers(deleted))
 
 
 @operation(

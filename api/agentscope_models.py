@@ -1,33 +1,22 @@
 """Wire models of the AgentScope-compatible façade (`/schedule`).
 
 Request bodies follow AgentScope's own schedule API: unknown keys are ignored (its web UI
-sends more than the API reads), but nothing is coerced (`"yes"` is not a boolean). A
-datetime sent without an offset is read as UTC. Responses carry every datetime with its
-offset.
+sends more than the API reads), but nothing is coerced (`"yes"` is not a boolean). Keys that
+AgentScope's server reads from no client (`source`, `source_session_id`, `started_at`,
+`ended_at`) are not request fields, so they are ignored like any unknown key. Responses
+carry every datetime with its offset.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from storage.domain import Run, Schedule
 from storage.enums import PermissionMode, RunStatus, RunTrigger, Source
 
-
-def _as_utc(moment: datetime) -> datetime:
-    """Naive means UTC; aware is converted to UTC (a ValueError if that leaves the range)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("datetime is out of range") from None
-
-
-UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -35,17 +24,25 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-class ChatModelConfig(_Request):
-    """Which model the agent's session uses; stored as given, passed through untouched."""
+class ChatModelConfig(BaseModel):
+    """Which model the agent's session uses; stored and answered as given, passed through
+    untouched, keys this model does not name included (with the defaults filled in)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
 
     type: str
     model: str
     credential_id: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
+    model_class: str = Field(default="", description='AgentScope answers "" when not sent.')
 
 
 class CreateScheduleRequest(_Request):
-    """POST `/schedule/`: AgentScope's CreateScheduleRequest."""
+    """POST `/schedule/`: AgentScope's CreateScheduleRequest.
+
+    A schedule made here has `source` USER, no `source_session_id`, is in force from its
+    creation (`started_at`) and has no end (`ended_at` null), whatever the client sends.
+    """
 
     agent_id: NonEmpty
     name: NonEmpty
@@ -55,15 +52,16 @@ class CreateScheduleRequest(_Request):
     enabled: bool = True
     stateful: bool = False
     permission_mode: PermissionMode = PermissionMode.DONT_ASK
-    started_at: UTCDatetime | None = Field(default=None, description="No fire before this.")
-    ended_at: UTCDatetime | None = Field(default=None, description="No fire after this.")
     chat_model_config: ChatModelConfig | None = None
-    source: Source = Source.USER
-    source_session_id: str = ""
 
 
 class UpdateScheduleRequest(_Request):
-    """PATCH `/schedule/{id}`: every field optional; omitted or null leaves it unchanged."""
+    """PATCH `/schedule/{id}`: every field optional; omitted or null leaves it unchanged.
+
+    The fields of AgentScope's UpdateScheduleRequest, plus `chat_model_config` (replaced as a
+    whole). `started_at`, `ended_at`, `source` and `source_session_id` are not among them,
+    as in AgentScope: sent here, they are ignored like any unknown key.
+    """
 
     name: NonEmpty | None = None
     description: str | None = None
@@ -72,8 +70,6 @@ class UpdateScheduleRequest(_Request):
     enabled: bool | None = None
     stateful: bool | None = None
     permission_mode: PermissionMode | None = None
-    started_at: UTCDatetime | None = None
-    ended_at: UTCDatetime | None = None
     chat_model_config: ChatModelConfig | None = None
 
 
@@ -127,7 +123,7 @@ class ScheduleRecord(BaseModel):
             permission_mode=schedule.permission_mode,
             started_at=schedule.start_at or schedule.created_at,
             ended_at=schedule.end_at,
-            chat_model_config=schedule.chat_model_config,
+            chat_model_config=_chat_model_answer(schedule.chat_model_config),
             source=schedule.source,
             source_session_id=schedule.source_session_id or "",
         )
@@ -139,6 +135,12 @@ class ScheduleRecord(BaseModel):
             created_at=schedule.created_at,
             updated_at=schedule.updated_at,
         )
+
+
+def _chat_model_answer(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """As AgentScope answers it: `model_class` is "" when none was ever given (the file's
+    schedules, or one stored before the façade kept it)."""
+    return None if stored is None else {"model_class": ""} | stored
 
 
 class ScheduleList(BaseModel):

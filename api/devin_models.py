@@ -28,6 +28,8 @@ MAX_SECONDS = 10 * 366 * 86400.0
 MAX_INT = 2**31 - 1
 MAX_OFFSET = 2**63 - 1
 """The largest integer SQLite stores; a larger list offset could never match anything."""
+DEVIN_AGENTS = frozenset(agent.value for agent in DevinAgent)
+"""The agents of the schedules the Devin façade shows by default."""
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -158,8 +160,8 @@ class DevinSchedule(_Answer):
     name: str
     prompt: str
     agent: str = Field(
-        description="devin, data_analyst or advanced (any agent id for "
-        "schedules made through the AgentScope façade)."
+        description="devin, data_analyst or advanced; any agent id (e.g. of a schedule made "
+        "through the AgentScope façade) only when `agents=all` is asked for."
     )
     schedule_type: ScheduleType
     frequency: str | None = Field(description="The cron expression.")
@@ -186,6 +188,18 @@ class DevinSchedule(_Answer):
     timezone: str
     next_run_at: datetime | None = Field(description="null when disabled or fired (one_time).")
     paused_reason: str | None
+    overlap: Overlap = Field(description="What a fire does while the previous run launches.")
+    catchup_window_s: float | None = Field(
+        description="Catch-up window after downtime; null: the daemon's default."
+    )
+    jitter_s: float = Field(description="Upper bound of each fire's deterministic delay.")
+    start_at: datetime | None = Field(description="No fire before this; null: no bound.")
+    end_at: datetime | None = Field(description="No fire after this; null: no bound.")
+    managed_by: Literal["config"] | None = Field(
+        description="Read-only. config: declared in the configuration file, whose next "
+        "reload reverts edits made through the API (their answers carry a Warning header); "
+        "null: made through the API."
+    )
 
 
 class DevinScheduleList(_Answer):
@@ -204,7 +218,29 @@ class PageQuery(BaseModel):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-class ScheduleListQuery(PageQuery):
+class AgentsQuery(BaseModel):
+    """Which schedules a request sees: agentcron's `agents` query parameter.
+
+    Devin clients parse `agent` as Devin's enumeration, so by default they are shown only
+    schedules of the Devin agents; a schedule of another agent (made through the AgentScope
+    façade, or by the configuration file) is then answered 404, and not counted in lists.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    agents: Literal["devin", "all"] = Field(
+        default="devin",
+        description="devin: only schedules whose agent is devin, data_analyst or advanced; "
+        "all: every schedule of the org, whatever its agent (the operator CLI's view).",
+    )
+
+    @property
+    def visible(self) -> frozenset[str] | None:
+        """The agent ids to narrow the store's reads to; None for every agent."""
+        return DEVIN_AGENTS if self.agents == "devin" else None
+
+
+class ScheduleListQuery(PageQuery, AgentsQuery):
     """Paging of GET `/schedules`, oldest first."""
 
 

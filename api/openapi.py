@@ -8,7 +8,7 @@ appearing in the document (a test walks the route table to check it).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ class Operation:
     auth: str | None = "bearer"  # "bearer", "x-user-id", or None for open routes
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
+    headers: Mapping[str, str] = field(default_factory=dict)  # success answer: name -> meaning
 
 
 def operation(summary: str, **details: Any) -> Callable[[H], H]:
@@ -158,6 +159,11 @@ def _parameters(path: str, spec: Operation, schemas: _Schemas) -> list[dict[str,
 
 def _responses(spec: Operation, schemas: _Schemas) -> dict[str, Any]:
     success: dict[str, Any] = {"description": spec.summary}
+    if spec.headers:
+        success["headers"] = {
+            name: {"description": meaning, "schema": {"type": "string"}}
+            for name, meaning in spec.headers.items()
+        }
     if spec.response is not None:
         success["content"] = {"application/json": {"schema": schemas.ref(spec.response)}}
     responses: dict[str, Any] = {str(spec.status): success}

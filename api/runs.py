@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import authorize
 from api.body import parse_query
-from api.devin_models import Frequency, PageQuery, Timezone, UTCDatetime
+from api.devin_models import AgentsQuery, Frequency, PageQuery, Timezone, UTCDatetime
 from api.keys import CLOCK, EVENTS, STORE
 from api.openapi import operation
+from api.schedules import visible_agents
 from api.views import respond
 from storage.cron import upcoming_fires
 from storage.domain import Run
@@ -52,7 +53,7 @@ class RunList(BaseModel):
     total: int
 
 
-class RunListQuery(PageQuery):
+class RunListQuery(PageQuery, AgentsQuery):
     """Paging of GET `/schedules/{schedule_id}/runs`, newest first."""
 
 
@@ -96,6 +97,7 @@ def run_json(run: Run) -> RunJson:
     "Run a schedule now (trigger manual); answers the launching run, the launch goes on",
     response=RunJson,
     status=202,
+    query=AgentsQuery,
     errors=(404,),
     tags=TAGS,
 )
@@ -103,7 +105,8 @@ async def trigger_schedule(request: web.Request) -> web.Response:
     # The body is never read: clients may send nothing, `{}` or a JSON content type alone.
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     caller = authorize(request, org_id, MANAGE)
-    schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id)
+    agents = visible_agents(request)
+    schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id, agents=agents)
     run = await request.app[EVENTS].trigger(schedule, by=caller.id)
     return respond(run_json(run), status=202)
 
@@ -120,7 +123,7 @@ async def list_runs(request: web.Request) -> web.Response:
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, RunListQuery)
     store = request.app[STORE]
-    await store.get_schedule(schedule_id, org_id=org_id)
+    await store.get_schedule(schedule_id, org_id=org_id, agents=query.visible)
     page = await store.list_runs(schedule_id, limit=query.limit, offset=query.offset)
     following = query.offset + len(page.items)
     has_next_page = following < page.total

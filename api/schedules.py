@@ -7,7 +7,7 @@ before the answer is sent, so it is in effect once the client sees it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping, Set
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from aiohttp import web
 from api.auth import authorize
 from api.body import parse_body, parse_query
 from api.devin_models import (
+    AgentsQuery,
     DevinSchedule,
     DevinScheduleList,
     ScheduleCreate,
@@ -25,7 +26,7 @@ from api.devin_models import (
 from api.errors import ApiError, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, STORE
 from api.openapi import operation
-from api.views import one_schedule_json, respond, schedules_json
+from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
 from storage.domain import Schedule
 from storage.enums import DevinAgent, NotifyOn, Overlap, Permission, ScheduleType
 from storage.identities import ServiceUser
@@ -89,7 +90,9 @@ async def list_schedules(request: web.Request) -> web.Response:
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, ScheduleListQuery)
     store = request.app[STORE]
-    page = await store.list_schedules(org_id, limit=query.limit, offset=query.offset)
+    page = await store.list_schedules(
+        org_id, limit=query.limit, offset=query.offset, agents=query.visible
+    )
     following = query.offset + len(page.items)
     has_next_page = following < page.total
     return respond(
@@ -102,27 +105,33 @@ async def list_schedules(request: web.Request) -> web.Response:
     )
 
 
-@operation("Get a schedule", response=DevinSchedule, errors=(404,), tags=TAGS)
+@operation("Get a schedule", query=AgentsQuery, response=DevinSchedule, errors=(404,), tags=TAGS)
 async def get_schedule(request: web.Request) -> web.Response:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     authorize(request, org_id, MANAGE)
-    return await _answer(request, await request.app[STORE].get_schedule(schedule_id, org_id=org_id))
+    agents = visible_agents(request)
+    schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id, agents=agents)
+    return await _answer(request, schedule)
 
 
 @operation(
     "Update a schedule: only the keys present change",
+    query=AgentsQuery,
     request=ScheduleUpdate,
     response=DevinSchedule,
+    headers=EDIT_HEADERS,
     errors=(404,),
     tags=TAGS,
 )
 async def update_schedule(request: web.Request) -> web.Response:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     caller = authorize(request, org_id, MANAGE)
+    agents = visible_agents(request)
     changes = patch_changes(await parse_body(request, ScheduleUpdate))
     store = request.app[STORE]
     if not changes:  # `{}`, or only nulls on fields that cannot be empty: nothing to write
-        return await _answer(request, await store.get_schedule(schedule_id, org_id=org_id))
+        schedule = await store.get_schedule(schedule_id, org_id=org_id, agents=agents)
+        return await _answer(request, schedule, edit_headers(schedule))
     _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
     await _check_playbook(request, org_id, changes.get("playbook_id"))
     now = request.app[CLOCK].now()
@@ -131,14 +140,17 @@ async def update_schedule(request: web.Request) -> web.Response:
         changes | {"last_edited_by": caller.id},
         now=now,
         org_id=org_id,
+        agents=agents,
         check=patch_check(changes.keys(), now=now),
     )
-    return await _answer_change(request, updated)
+    return await _answer_change(request, updated, edit_headers(updated))
 
 
 @operation(
     "Delete a schedule; answers it as it was deleted",
+    query=AgentsQuery,
     response=DevinSchedule,
+    headers=EDIT_HEADERS,
     errors=(404,),
     tags=TAGS,
 )
@@ -146,11 +158,12 @@ async def delete_schedule(request: web.Request) -> web.Response:
     # The body is never read: clients send a JSON content type with an empty body.
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     caller = authorize(request, org_id, MANAGE)
+    agents = visible_agents(request)
     now = request.app[CLOCK].now()
     deleted = await request.app[STORE].delete_schedule(
-        schedule_id, now=now, org_id=org_id, by=caller.id
+        schedule_id, now=now, org_id=org_id, agents=agents, by=caller.id
     )
-    return await _answer_change(request, deleted)
+    return await _answer_change(request, deleted, edit_headers(deleted))
 
 
 def add_routes(app: web.Application, base: str) -> None:
@@ -163,14 +176,23 @@ def add_routes(app: web.Application, base: str) -> None:
     app.router.add_delete(item, delete_schedule)
 
 
-async def _answer_change(request: web.Request, schedule: Schedule) -> web.Response:
+def visible_agents(request: web.Request) -> frozenset[str] | None:
+    """The agents whose schedules this request may see, from its `agents` parameter (422)."""
+    return parse_query(request.query, AgentsQuery).visible
+
+
+async def _answer_change(
+    request: web.Request, schedule: Schedule, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """Tell the engine about the stored change, then answer with the schedule."""
     await request.app[EVENTS].changed(schedule)
-    return await _answer(request, schedule)
+    return await _answer(request, schedule, headers)
 
 
-async def _answer(request: web.Request, schedule: Schedule) -> web.Response:
-    return respond(await one_schedule_json(request.app[STORE], schedule))
+async def _answer(
+    request: web.Request, schedule: Schedule, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return respond(await one_schedule_json(request.app[STORE], schedule), headers=headers)
 
 
 # -- conversion -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Final
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -15,6 +16,19 @@ from pydantic import BaseModel
 from api.devin_models import DevinPlaybook, DevinSchedule, PlaybookInfo
 from storage.domain import Playbook, Schedule
 from storage.store import Store
+
+CONFIG_WARNING: Final = (
+    '299 - "managed by the configuration file: the next reload reverts this change"'
+)
+"""The `Warning` header of an answer to an edit or delete of a schedule the file manages."""
+EDIT_HEADERS: Final = {
+    "Warning": f"Only on a schedule the configuration file manages: `{CONFIG_WARNING}`."
+}
+"""The headers an edit or delete may answer with, as the OpenAPI document describes them."""
+
+ECHOED_FIELDS = ("overlap", "catchup_window_s", "jitter_s", "start_at", "end_at")
+"""Schedule fields a client sets that are answered as they are, under their own name: a new
+one is answered by naming it here (and declaring it in `DevinSchedule`)."""
 
 
 def schedule_json(schedule: Schedule, playbook_titles: Mapping[str, str]) -> DevinSchedule:
@@ -50,7 +64,15 @@ def schedule_json(schedule: Schedule, playbook_titles: Mapping[str, str]) -> Dev
         timezone=schedule.timezone,
         next_run_at=schedule.next_run_at if schedule.is_active else None,
         paused_reason=schedule.paused_reason,
+        **{name: getattr(schedule, name) for name in ECHOED_FIELDS},
+        managed_by="config" if schedule.from_config else None,
     )
+
+
+def edit_headers(schedule: Schedule) -> dict[str, str]:
+    """The headers of an answer to an edit or delete of `schedule`: a `Warning` when the
+    configuration file manages it, since the next reload (or restart) undoes the change."""
+    return {"Warning": CONFIG_WARNING} if schedule.from_config else {}
 
 
 def _playbook_info(playbook_id: str | None, titles: Mapping[str, str]) -> PlaybookInfo | None:
@@ -89,11 +111,14 @@ def _epoch_seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def respond(answer: BaseModel, status: int = 200) -> web.Response:
+def respond(
+    answer: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """`answer` as a JSON response, encoded by pydantic in one step (no intermediate dict)."""
     return web.Response(
         body=answer.model_dump_json().encode(),
         status=status,
+        headers=headers,
         content_type="application/json",
         charset="utf-8",
     )

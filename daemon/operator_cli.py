@@ -11,6 +11,8 @@
 Every command calls the Devin v3 API of the daemon at `--url` (default `$AGENTCRON_URL`, else
 http://127.0.0.1:8787) for the org `--org` (default `$AGENTCRON_ORG`, else org-local), with
 the service-user token in `$AGENTCRON_TOKEN` (never on the command line, where `ps` shows it).
+It asks for every schedule of the org (`agents=all`), those of agents other than Devin's
+(made through the AgentScope façade) too, which Devin clients are not shown.
 
 Output is an aligned table (lists) or `key: value` lines (one object) for people; `--json`
 prints the server's JSON unchanged, for scripts. On create and patch, `--json BODY` also
@@ -30,7 +32,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
@@ -42,6 +44,8 @@ DEFAULT_URL: Final = "http://127.0.0.1:8787"
 DEFAULT_ORG: Final = "org-local"
 TOKEN_ENV: Final = "AGENTCRON_TOKEN"
 TIMEOUT_S: Final = 30.0
+EVERY_AGENT: Final = {"agents": "all"}
+"""The query that shows the operator every schedule, whatever its agent."""
 
 JSON = Any
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -67,7 +71,12 @@ class Client:
     token: str
 
     def call(
-        self, method: str, path: str, *, body: JSON = None, query: dict[str, int] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: JSON = None,
+        query: Mapping[str, int | str] | None = None,
     ) -> JSON:
         """Send one request under `/v3/organizations/{org}`; return the parsed JSON answer.
 
@@ -297,8 +306,8 @@ def _schedule_path(args: argparse.Namespace, suffix: str = "") -> str:
     return f"/schedules/{quote(args.id, safe='')}{suffix}"
 
 
-def _page_query(args: argparse.Namespace) -> dict[str, int]:
-    return {"limit": args.limit, "offset": args.offset}
+def _page_query(args: argparse.Namespace) -> dict[str, int | str]:
+    return {"limit": args.limit, "offset": args.offset} | EVERY_AGENT
 
 
 def _list(client: Client, args: argparse.Namespace) -> JSON:
@@ -306,7 +315,7 @@ def _list(client: Client, args: argparse.Namespace) -> JSON:
 
 
 def _get(client: Client, args: argparse.Namespace) -> JSON:
-    return client.call("GET", _schedule_path(args))
+    return client.call("GET", _schedule_path(args), query=EVERY_AGENT)
 
 
 def _create(client: Client, args: argparse.Namespace) -> JSON:
@@ -315,15 +324,15 @@ def _create(client: Client, args: argparse.Namespace) -> JSON:
 
 def _patch(client: Client, args: argparse.Namespace) -> JSON:
     body = request_body(args, run_as_key="run_as_user_id")
-    return client.call("PATCH", _schedule_path(args), body=body)
+    return client.call("PATCH", _schedule_path(args), body=body, query=EVERY_AGENT)
 
 
 def _delete(client: Client, args: argparse.Namespace) -> JSON:
-    return client.call("DELETE", _schedule_path(args))
+    return client.call("DELETE", _schedule_path(args), query=EVERY_AGENT)
 
 
 def _trigger(client: Client, args: argparse.Namespace) -> JSON:
-    return client.call("POST", _schedule_path(args, "/trigger"))
+    return client.call("POST", _schedule_path(args, "/trigger"), query=EVERY_AGENT)
 
 
 def _runs(client: Client, args: argparse.Namespace) -> JSON:

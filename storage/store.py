@@ -4,9 +4,12 @@ Callers get immutable values from `storage.domain`; SQLAlchemy never leaves this
 Every write method runs as one operation of the writer's group commit (see `storage.db`):
 it is atomic, and it returns only once its transaction is durable on disk.
 
-Errors: `NotFound` for a missing (or soft-deleted, or other org's) object; `StoreUnavailable`
-when the database cannot be read or written; exceptions raised by a caller's `check` pass
-through unchanged, and then nothing was written.
+Schedule reads and edits may be narrowed to some agents (`agents`, a set of agent ids; None
+means any): a schedule of another agent is then as absent as one of another org.
+
+Errors: `NotFound` for a missing (or soft-deleted, or other org's or agent's) object;
+`StoreUnavailable` when the database cannot be read or written; exceptions raised by a
+caller's `check` pass through unchanged, and then nothing was written.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -325,12 +328,22 @@ _SCHEDULE_INSERT = _Prepared(
 )
 
 
-def _live_schedule(conn: Connection, schedule_id: str, org_id: str | None) -> Schedule:
+def _live_schedule(
+    conn: Connection,
+    schedule_id: str,
+    org_id: str | None,
+    agents: Collection[str] | None = None,
+) -> Schedule:
+    """The live schedule by id, of `org_id` and of one of `agents` when given; else NotFound.
+
+    The agent is checked on the row read by key (one row at most), which keeps the hot
+    statements prepared once; lists filter in SQL (see `Store.list_schedules`).
+    """
     if org_id is None:
         values = _LIVE_READ.one_or_none(conn, b_id=schedule_id)
     else:
         values = _LIVE_IN_ORG_READ.one_or_none(conn, b_id=schedule_id, b_org=org_id)
-    if values is None:
+    if values is None or (agents is not None and values["agent"] not in agents):
         raise NotFound(f"schedule '{schedule_id}' not found")
     return _schedule_of(values)
 
@@ -412,17 +425,33 @@ class Store:
 
         return await self.db.write(op)
 
-    async def get_schedule(self, schedule_id: str, *, org_id: str | None = None) -> Schedule:
-        """The live schedule `schedule_id` (of `org_id` when given). Raises NotFound."""
-        return await self.db.lookup(lambda conn: _live_schedule(conn, schedule_id, org_id))
+    async def get_schedule(
+        self,
+        schedule_id: str,
+        *,
+        org_id: str | None = None,
+        agents: Collection[str] | None = None,
+    ) -> Schedule:
+        """The live schedule `schedule_id` (of `org_id`, of one of `agents`, when given).
+        Raises NotFound."""
+        return await self.db.lookup(lambda conn: _live_schedule(conn, schedule_id, org_id, agents))
 
     async def list_schedules(
-        self, org_id: str, *, limit: int, offset: int, owner_user_id: str | None = None
+        self,
+        org_id: str,
+        *,
+        limit: int,
+        offset: int,
+        owner_user_id: str | None = None,
+        agents: Collection[str] | None = None,
     ) -> Page[Schedule]:
-        """Live schedules of an org (optionally of one owner) in creation order, paged."""
+        """Live schedules of an org (optionally of one owner, of some agents) in creation
+        order, paged; `total` counts the schedules that match, on every page."""
         where = and_(SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None))
         if owner_user_id is not None:
             where = and_(where, SCHEDULES.c.owner_user_id == owner_user_id)
+        if agents is not None:
+            where = and_(where, SCHEDULES.c.agent.in_(sorted(agents)))
         order: tuple[Any, ...] = (SCHEDULES.c.created_at, literal_column("schedules.rowid"))
 
         def op(conn: Connection) -> Page[Schedule]:
@@ -465,6 +494,7 @@ class Store:
         *,
         now: datetime,
         org_id: str | None = None,
+        agents: Collection[str] | None = None,
         check: Callable[[Schedule, Schedule], None] | None = None,
     ) -> Schedule:
         """Apply `changes` (column name -> value) atomically; return the schedule after them.
@@ -476,7 +506,7 @@ class Store:
         """
 
         def op(conn: Connection) -> Schedule:
-            before = _live_schedule(conn, schedule_id, org_id)
+            before = _live_schedule(conn, schedule_id, org_id, agents)
             after = _changed_schedule(before, changes, now)
             if check is not None:
                 check(before, after)
@@ -486,11 +516,19 @@ class Store:
         return await self.db.write(op)
 
     async def delete_schedule(
-        self, schedule_id: str, *, now: datetime, org_id: str | None = None, by: str | None = None
+        self,
+        schedule_id: str,
+        *,
+        now: datetime,
+        org_id: str | None = None,
+        agents: Collection[str] | None = None,
+        by: str | None = None,
     ) -> Schedule:
         """Soft-delete: it disappears from reads and never fires again. Raises NotFound."""
         changes = {"deleted_at": now, "next_run_at": None, "last_edited_by": by}
-        return await self.update_schedule(schedule_id, changes, now=now, org_id=org_id)
+        return await self.update_schedule(
+            schedule_id, changes, now=now, org_id=org_id, agents=agents
+        )
 
     # -- engine ----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
+    ORG,
     DaemonProcess,
     base_config,
     fired_lines,
@@ -192,3 +194,41 @@ def test_an_unreachable_daemon_exits_1() -> None:
     result = run_cli("schedules", "list", "--url", f"http://127.0.0.1:{port}", env=env)
 
     assert result.returncode == 1 and "cannot reach" in result.stderr
+
+
+def agentscope_create(daemon: DaemonProcess) -> str:
+    """A schedule made through the AgentScope façade, as user-alice; its id."""
+    body = {"agent_id": "agent-reporter", "name": "report", "cron_expression": "0 9 * * *"}
+    request = urllib.request.Request(
+        daemon.url("/schedule/"),
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-User-ID": "user-alice"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        assert response.status == 201
+        schedule_id: str = json.loads(response.read())["schedule_id"]
+    return schedule_id
+
+
+def test_the_operator_sees_schedules_of_every_agent(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
+    config = base_config(free_port())
+    config["agentscope"] = {"enabled": True, "org": ORG}
+    daemon = start_daemon(write_config(tmp_path / "config.toml", config))
+    foreign = agentscope_create(daemon)
+    mine = create_nightly(daemon)["scheduled_session_id"]
+
+    listed = ok_json(cli(daemon, "list", "--json"))
+    table = ok(cli(daemon, "list"))
+    shown = ok_json(cli(daemon, "get", foreign, "--json"))
+    runs = ok_json(cli(daemon, "runs", foreign, "--json"))
+
+    assert [item["scheduled_session_id"] for item in listed["items"]] == [foreign, mine]
+    assert listed["total"] == 2
+    assert foreign in table and mine in table
+    assert (shown["scheduled_session_id"], shown["agent"]) == (foreign, "agent-reporter")
+    assert runs["total"] == 0
+    assert daemon.call("GET", daemon.devin(f"/schedules/{foreign}"))[0] == 404

@@ -147,6 +147,7 @@ async def test_create_accepts_every_agentscope_field(api: ApiHarness) -> None:
         "credential_id": "cred-1",
         "model": "gpt-4o",
         "parameters": {"temperature": 0.2},
+        "model_class": "OpenAIChatModel",
     }
     schedule_id = await create(
         api,
@@ -154,30 +155,87 @@ async def test_create_accepts_every_agentscope_field(api: ApiHarness) -> None:
         enabled=False,
         stateful=True,
         permission_mode="explore",
-        started_at="2030-01-01T08:00:00",
-        ended_at="2031-01-01T00:00:00+01:00",
         chat_model_config=chat_model,
-        source="AGENT",
-        source_session_id="session-parent",
     )
 
     data = (await record(api, schedule_id))["data"]
 
     assert data["timezone"] == "Europe/Berlin"
     assert (data["enabled"], data["stateful"], data["permission_mode"]) == (False, True, "explore")
-    assert aware(data["started_at"]) == datetime(2030, 1, 1, 8, tzinfo=UTC)
-    assert aware(data["ended_at"]) == datetime(2030, 12, 31, 23, tzinfo=UTC)
     assert data["chat_model_config"] == chat_model
-    assert (data["source"], data["source_session_id"]) == ("AGENT", "session-parent")
-    assert (await api.store.get_schedule(schedule_id)).next_run_at is None  # disabled
-
-
-async def test_fires_are_bounded_by_started_at(api: ApiHarness) -> None:
-    schedule_id = await create(api, cron_expression="0 9 * * *", started_at="2040-03-05T00:00:00Z")
-
     stored = await api.store.get_schedule(schedule_id)
+    assert stored.chat_model_config == chat_model
+    assert stored.next_run_at is None  # disabled
 
-    assert stored.next_run_at == datetime(2040, 3, 5, 9, tzinfo=UTC)
+
+async def test_chat_model_config_without_model_class_answers_an_empty_one(
+    api: ApiHarness,
+) -> None:
+    schedule_id = await create(api, chat_model_config={"type": "openai", "model": "gpt-4o"})
+
+    data = (await record(api, schedule_id))["data"]
+
+    assert data["chat_model_config"] == {
+        "type": "openai",
+        "model": "gpt-4o",
+        "credential_id": None,
+        "parameters": {},
+        "model_class": "",
+    }
+
+
+async def test_chat_model_config_keeps_keys_the_facade_does_not_name(api: ApiHarness) -> None:
+    chat_model = {"type": "openai", "model": "m", "model_class": "C", "base_url": "http://llm"}
+    schedule_id = await create(api, chat_model_config=chat_model)
+
+    data = (await record(api, schedule_id))["data"]
+
+    assert data["chat_model_config"] == chat_model | {"credential_id": None, "parameters": {}}
+
+
+async def test_a_stored_chat_model_config_without_model_class_answers_an_empty_one(
+    api: ApiHarness,
+) -> None:
+    """As the configuration file writes it, or as stored before the façade kept it."""
+    schedule_id = await create(api)
+    stored = {"type": "anthropic", "model": "m"}
+    await api.store.update_schedule(
+        schedule_id, {"chat_model_config": stored}, now=datetime.now(UTC)
+    )
+
+    data = (await record(api, schedule_id))["data"]
+
+    assert data["chat_model_config"] == stored | {"model_class": ""}
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {
+            "source": "AGENT",
+            "source_session_id": "session-parent",
+            "started_at": "2040-03-05T00:00:00Z",
+            "ended_at": "2001-01-01T00:00:00Z",
+        },
+        {"source": "SYSTEM", "source_session_id": 5, "started_at": 1, "ended_at": [1]},
+    ],
+)
+async def test_create_ignores_source_and_window_sent_by_the_client(
+    api: ApiHarness, sent: dict[str, Any]
+) -> None:
+    schedule_id = await create(api, cron_expression="0 9 * * *", **sent)
+
+    got = await record(api, schedule_id)
+
+    data = got["data"]
+    assert (data["source"], data["source_session_id"]) == ("USER", "")
+    assert aware(data["started_at"]) == aware(got["created_at"])
+    assert (data["ended_at"], data["enabled"]) == (None, True)
+    stored = await api.store.get_schedule(schedule_id)
+    assert (stored.source, stored.source_session_id) == ("USER", None)
+    assert (stored.start_at, stored.end_at) == (None, None)
+    assert stored.next_run_at is not None
+    assert stored.next_run_at < datetime(2040, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("path", ["/schedule", "/schedule/"])
@@ -227,8 +285,6 @@ async def test_an_empty_description_is_accepted_as_agentscope_does(api: ApiHarne
         ("name", "", "string_too_short"),
         ("timezone", None, "string_type"),
         ("permission_mode", "ask_everything", "enum"),
-        ("source", "SYSTEM", "enum"),
-        ("started_at", 1_900_000_000, "datetime_type"),
         ("chat_model_config", "gpt-4o", "model_type"),
         ("cron_expression", ["0", "9"], "string_type"),
     ],
@@ -299,16 +355,6 @@ async def test_bad_cron_and_timezone_are_reported_together(api: ApiHarness) -> N
     assert [item["loc"][1] for item in answer["detail"]] == ["cron_expression", "timezone"]
 
 
-async def test_ended_at_before_started_at_is_422(api: ApiHarness) -> None:
-    window = {"started_at": "2030-02-01T00:00:00Z", "ended_at": "2030-01-01T00:00:00Z"}
-
-    status, answer = await call(api, "POST", "/schedule/", json=body(**window))
-
-    assert status == 422
-    assert answer["detail"][0]["loc"] == ["body", "ended_at"]
-    assert await stored_total(api) == 0
-
-
 async def test_day_of_week_zero_and_seven_are_sunday(api: ApiHarness) -> None:
     for expr in ("0 9 * * 0", "0 9 * * 7", "0 9 * * SUN"):
         schedule_id = await create(api, cron_expression=expr, timezone="America/New_York")
@@ -342,11 +388,15 @@ async def test_missing_user_header_is_422_as_fastapi_answers(
     assert (status, answer) == (422, {"detail": MISSING_HEADER})
 
 
-async def test_empty_user_header_is_401(api: ApiHarness) -> None:
-    status, answer = await call(api, "GET", "/schedule/", user="")
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/schedule/"), ("POST", "/schedule/"), ("GET", "/schedule/x")]
+)
+@pytest.mark.parametrize("user", ["", "  "])
+async def test_empty_user_header_is_401(api: ApiHarness, method: str, path: str, user: str) -> None:
+    status, answer = await call(api, method, path, user=user, json=body())
 
-    assert status == 401
-    assert isinstance(answer["detail"], str)
+    assert (status, answer) == (401, {"detail": "X-User-ID header is required."})
+    assert await stored_total(api) == 0
 
 
 @pytest.mark.parametrize("user", ["user-nobody", CAROL])
@@ -430,12 +480,16 @@ PATCHES: dict[str, tuple[Any, str, Any]] = {
     "enabled": (False, "enabled", False),
     "stateful": (True, "stateful", True),
     "permission_mode": ("bypass", "permission_mode", "bypass"),
-    "started_at": ("2031-01-01T00:00:00Z", "start_at", datetime(2031, 1, 1, tzinfo=UTC)),
-    "ended_at": ("2032-01-01T00:00:00Z", "end_at", datetime(2032, 1, 1, tzinfo=UTC)),
     "chat_model_config": (
         {"type": "anthropic", "model": "m", "credential_id": "c", "parameters": {}},
         "chat_model_config",
-        {"type": "anthropic", "model": "m", "credential_id": "c", "parameters": {}},
+        {
+            "type": "anthropic",
+            "model": "m",
+            "credential_id": "c",
+            "parameters": {},
+            "model_class": "",
+        },
     ),
 }
 
@@ -532,7 +586,6 @@ async def test_re_enabling_clears_an_auto_pause(api: ApiHarness) -> None:
         {"name": "renamed", "cron_expression": "61 * * * *"},
         {"enabled": "no"},
         {"permission_mode": "whatever"},
-        {"ended_at": "2001-01-01T00:00:00Z", "started_at": "2002-01-01T00:00:00Z"},
     ],
 )
 async def test_an_invalid_patch_is_422_and_changes_nothing(
@@ -549,16 +602,22 @@ async def test_an_invalid_patch_is_422_and_changes_nothing(
     assert api.events.changed_ids == [schedule_id]
 
 
-async def test_a_patched_end_before_the_stored_start_is_422(api: ApiHarness) -> None:
-    schedule_id = await create(api, started_at="2035-01-01T00:00:00Z")
+async def test_patch_ignores_source_and_window_as_agentscope_does(api: ApiHarness) -> None:
+    """AgentScope's update body has no such keys: they are ignored like any unknown key."""
+    schedule_id = await create(api)
     before = await api.store.get_schedule(schedule_id)
+    ignored = {
+        "started_at": "2031-01-01T00:00:00Z",
+        "ended_at": "2032-01-01T00:00:00Z",
+        "source": "AGENT",
+        "source_session_id": "session-parent",
+    }
 
-    status, answer = await call(
-        api, "PATCH", f"/schedule/{schedule_id}", json={"ended_at": "2034-01-01T00:00:00Z"}
-    )
+    status, answer = await call(api, "PATCH", f"/schedule/{schedule_id}", json=ignored)
 
-    assert status == 422
-    assert answer["detail"][0]["loc"] == ["body", "ended_at"]
+    assert status == 200
+    assert answer == await record(api, schedule_id)
+    assert (answer["data"]["source"], answer["data"]["ended_at"]) == ("USER", None)
     assert await api.store.get_schedule(schedule_id) == before
 
 
@@ -758,13 +817,18 @@ async def test_the_facade_is_in_the_openapi_document(api: ApiHarness) -> None:
 # -- the other façade -----------------------------------------------------------------------
 
 
-async def test_the_schedule_is_visible_through_the_devin_facade(api: ApiHarness) -> None:
+async def test_the_schedule_is_seen_through_the_devin_facade_only_with_every_agent(
+    api: ApiHarness,
+) -> None:
     schedule_id = await create(api, cron_expression="15 7 * * 0", timezone="Europe/Paris")
     mine = await record(api, schedule_id)
+    path = f"/v3/organizations/{ORG}/schedules/{schedule_id}"
 
-    status, devin = await api.call("GET", f"/v3/organizations/{ORG}/schedules/{schedule_id}")
+    assert (await api.call("GET", path))[0] == 404
+    status, devin = await api.call("GET", f"{path}?agents=all")
 
     assert status == 200, devin
+    assert devin["agent"] == "agent-reporter"
     assert devin["scheduled_session_id"] == schedule_id
     assert devin["org_id"] == ORG
     assert devin["name"] == mine["data"]["name"]

@@ -6,10 +6,13 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
+from daemon.bootstrap import apply_bootstrap
+from daemon.config import Config
 from storage.domain import Schedule
 from storage.store import Store
 from tests.conftest import (
@@ -62,6 +65,14 @@ SCHEDULE_KEYS = {
     "timezone",
     "next_run_at",
     "paused_reason",
+    # extensions a client can set
+    "overlap",
+    "catchup_window_s",
+    "jitter_s",
+    "start_at",
+    "end_at",
+    # read-only: who owns the definition
+    "managed_by",
 }
 
 
@@ -161,6 +172,12 @@ async def test_create_answers_the_schedule_with_its_defaults(api: ApiHarness) ->
         "timezone": "UTC",
         "next_run_at": TOMORROW_9,
         "paused_reason": None,
+        "overlap": "skip",
+        "catchup_window_s": None,
+        "jitter_s": 0.0,
+        "start_at": None,
+        "end_at": None,
+        "managed_by": None,
     }
 
 
@@ -200,6 +217,16 @@ async def test_create_stores_every_field_sent(api: ApiHarness) -> None:
     assert answer["interval_count"] == 2
     assert (answer["target_devin_id"], answer["platform"]) == ("devin-abc", "linux")
     assert answer["timezone"] == "Europe/Berlin"
+    assert (answer["start_at"], answer["end_at"]) == (
+        "2026-12-01T00:00:00Z",
+        "2026-12-31T23:00:00Z",
+    )
+    assert (answer["overlap"], answer["catchup_window_s"], answer["jitter_s"]) == (
+        "allow",
+        600,
+        1.5,
+    )
+    assert await get(api, answer["scheduled_session_id"]) == answer
     # 09:00 in Berlin (UTC+1 in December), on or after start_at
     assert answer["next_run_at"] == "2026-12-01T08:00:00Z"
     stored = await api.store.get_schedule(answer["scheduled_session_id"])
@@ -475,7 +502,7 @@ async def test_null_leaves_a_non_clearable_field_unchanged(api: ApiHarness, key:
 
 
 CLEARABLE = {
-    # PATCH key: its key in the schedule JSON (None: not shown there)
+    # PATCH key: its key in the schedule JSON
     "playbook_id": "playbook",
     "run_as_user_id": "run_as_user_id",
     "slack_channel_id": "slack_channel_id",
@@ -484,9 +511,9 @@ CLEARABLE = {
     "target_devin_id": "target_devin_id",
     "platform": "platform",
     "scheduled_at": "scheduled_at",
-    "start_at": None,
-    "end_at": None,
-    "catchup_window_s": None,
+    "start_at": "start_at",
+    "end_at": "end_at",
+    "catchup_window_s": "catchup_window_s",
 }
 
 
@@ -520,8 +547,7 @@ async def test_null_clears_a_clearable_field(api: ApiHarness, key: str) -> None:
     stored = await api.store.get_schedule(schedule_id)
     assert getattr(stored, key) is None
     wire_key = CLEARABLE[key]
-    if wire_key is not None:
-        assert answer[wire_key] is None
+    assert answer[wire_key] is None
     # every other field as it was
     edited = (wire_key, "updated_at", "last_edited_by")
     untouched = {k: v for k, v in created.items() if k not in edited}
@@ -812,7 +838,7 @@ async def test_every_datetime_carries_an_offset(api: ApiHarness) -> None:
     created = await create(
         api, start_at="2026-12-01T00:00:00", scheduled_at="2026-12-02T00:00:00+05:30"
     )
-    for key in ("created_at", "updated_at", "next_run_at", "scheduled_at"):
+    for key in ("created_at", "updated_at", "next_run_at", "scheduled_at", "start_at"):
         parsed = datetime.fromisoformat(created[key])
         assert parsed.utcoffset() == timedelta(0), key
     assert created["scheduled_at"] == "2026-12-01T18:30:00Z"
@@ -835,3 +861,234 @@ async def test_patch_enabled_true_ends_an_auto_pause(api: ApiHarness) -> None:
     status, body = await api.call("PATCH", path, json={"enabled": True})
     assert status == 200 and body["enabled"] is True
     assert body["paused_reason"] is None and body["next_run_at"] is not None
+
+
+# -- schedules of other agents (made through the AgentScope façade) ---------------------------
+
+
+class SdkSchedule(BaseModel):
+    """What a strict Devin client parses of a schedule: `agent` must be one of its enum."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    scheduled_session_id: str
+    agent: Literal["devin", "data_analyst", "advanced"]
+
+
+async def agentscope_schedule(api: ApiHarness, name: str = "report") -> str:
+    body = {"agent_id": "agent-reporter", "name": name, "cron_expression": "0 9 * * *"}
+    headers = {"X-User-ID": "user-alice"}
+    status, answer = await api.call("POST", "/schedule/", token=None, headers=headers, json=body)
+    assert status == 201, answer
+    schedule_id: str = answer["schedule_id"]
+    return schedule_id
+
+
+async def test_a_devin_client_meets_only_devin_agents(api: ApiHarness) -> None:
+    foreign = await agentscope_schedule(api)
+    mine = (await create(api))["scheduled_session_id"]
+
+    status, page = await api.call("GET", SCHEDULES)
+
+    assert status == 200
+    parsed = [SdkSchedule.model_validate_json(json.dumps(item)) for item in page["items"]]
+    assert [item.scheduled_session_id for item in parsed] == [mine]
+    assert (page["total"], page["has_next_page"]) == (1, False)
+    status, answer = await api.call("GET", f"{SCHEDULES}/{foreign}")
+    assert (status, answer) == (404, {"detail": f"schedule '{foreign}' not found"})
+
+
+async def test_the_devin_list_pages_and_counts_only_devin_agents(
+    api: ApiHarness, clock: FakeClock
+) -> None:
+    ids = []
+    for n, agent in enumerate(["devin", "data_analyst", "advanced"]):
+        await agentscope_schedule(api, f"agentscope {n}")
+        ids.append((await create(api, name=f"d{n}", agent=agent))["scheduled_session_id"])
+        clock.advance(1)
+    await agentscope_schedule(api, "agentscope last")
+
+    pages = []
+    offset: str | None = "0"
+    while offset is not None:
+        status, page = await api.call("GET", f"{SCHEDULES}?limit=2&offset={offset}")
+        assert (status, page["total"]) == (200, 3)
+        pages.append([item["scheduled_session_id"] for item in page["items"]])
+        offset = page["end_cursor"]
+
+    assert pages == [ids[0:2], ids[2:3]]
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [("GET", None), ("PATCH", {"name": "mine now"}), ("PATCH", {}), ("DELETE", None)],
+)
+async def test_a_schedule_of_another_agent_is_not_found_by_id(
+    api: ApiHarness, method: str, body: Any
+) -> None:
+    schedule_id = await agentscope_schedule(api)
+    before = await api.store.get_schedule(schedule_id)
+
+    status, answer = await api.call(method, f"{SCHEDULES}/{schedule_id}", json=body)
+
+    assert (status, answer) == (404, {"detail": f"schedule '{schedule_id}' not found"})
+    assert await api.store.get_schedule(schedule_id) == before
+    assert api.events.changed_ids == [schedule_id]
+
+
+async def test_agents_all_lists_and_edits_every_schedule(api: ApiHarness) -> None:
+    foreign = await agentscope_schedule(api)
+    mine = (await create(api))["scheduled_session_id"]
+    path = f"{SCHEDULES}/{foreign}?agents=all"
+
+    status, page = await api.call("GET", f"{SCHEDULES}?agents=all")
+    assert (status, page["total"]) == (200, 2)
+    assert [item["scheduled_session_id"] for item in page["items"]] == [foreign, mine]
+    status, got = await api.call("GET", path)
+    assert (status, got["agent"], got["run_as_user_id"]) == (200, "agent-reporter", "user-alice")
+    status, patched = await api.call("PATCH", path, json={"enabled": False})
+    assert (status, patched["enabled"]) == (200, False)
+    status, deleted = await api.call("DELETE", path)
+    assert (status, deleted["scheduled_session_id"]) == (200, foreign)
+    assert (await api.call("GET", path))[0] == 404
+
+
+async def test_agents_devin_is_the_default(api: ApiHarness) -> None:
+    await agentscope_schedule(api)
+    mine = await create(api)
+
+    status, page = await api.call("GET", f"{SCHEDULES}?agents=devin")
+
+    assert (status, page["items"], page["total"]) == (200, [mine], 1)
+
+
+@pytest.mark.parametrize("suffix", ["", "/{id}"])
+async def test_an_unknown_agents_value_is_422(api: ApiHarness, suffix: str) -> None:
+    created = await create(api)
+    path = SCHEDULES + suffix.format(id=created["scheduled_session_id"])
+
+    status, answer = await api.call("GET", f"{path}?agents=agentscope")
+
+    assert status == 422
+    assert locs(answer) == [["query", "agents"]]
+
+
+async def test_patched_extensions_are_answered(api: ApiHarness) -> None:
+    created = await create(api)
+    changes = {
+        "overlap": "buffer_one",
+        "catchup_window_s": 90,
+        "jitter_s": 4.5,
+        "start_at": "2027-01-01T00:00:00+01:00",
+        "end_at": "2028-01-01T00:00:00",
+    }
+
+    status, answer = await patch(api, created["scheduled_session_id"], changes)
+
+    assert status == 200
+    assert {key: answer[key] for key in changes} == {
+        "overlap": "buffer_one",
+        "catchup_window_s": 90,
+        "jitter_s": 4.5,
+        "start_at": "2026-12-31T23:00:00Z",
+        "end_at": "2028-01-01T00:00:00Z",
+    }
+    status, page = await api.call("GET", SCHEDULES)
+    assert page["items"] == [answer]
+
+
+# -- schedules the configuration file manages ----------------------------------------------
+
+CONFIG_WARNING = '299 - "managed by the configuration file: the next reload reverts this change"'
+
+
+def file_config(agent: str = "devin") -> Config:
+    """A configuration declaring one schedule, running as user-alice."""
+    declared = {"org": ORG, "name": "from the file", "prompt": "p", "cron": "0 9 * * *"}
+    return Config.model_validate(
+        {
+            "orgs": [{"id": ORG, "name": "Local"}],
+            "users": [{"id": "user-alice", "orgs": [ORG], "permissions": ["UseDevinSessions"]}],
+            "schedules": [declared | {"agent": agent, "run_as_user_id": "user-alice"}],
+        }
+    )
+
+
+async def declared_schedule(api: ApiHarness, agent: str = "devin") -> str:
+    """Apply the file as start-up and every reload do; the id of its schedule."""
+    result = await apply_bootstrap(file_config(agent), api.store, api.events, now=NOW)
+    (schedule_id,) = result.created
+    return schedule_id
+
+
+async def answer_with_headers(
+    api: ApiHarness, method: str, path: str, **kwargs: Any
+) -> tuple[int, Any, dict[str, str]]:
+    async with api.http.request(method, api.url(path), **kwargs) as response:
+        body = await response.json() if response.content_type == "application/json" else None
+        return response.status, body, dict(response.headers)
+
+
+async def test_managed_by_says_which_schedules_the_file_manages(api: ApiHarness) -> None:
+    declared = await declared_schedule(api)
+    made = (await create(api))["scheduled_session_id"]
+
+    status, page = await api.call("GET", SCHEDULES)
+
+    assert status == 200
+    assert {item["scheduled_session_id"]: item["managed_by"] for item in page["items"]} == {
+        declared: "config",
+        made: None,
+    }
+    assert (await get(api, declared))["managed_by"] == "config"
+
+
+async def test_managed_by_is_read_only(api: ApiHarness) -> None:
+    schedule_id = (await create(api))["scheduled_session_id"]
+
+    status, answer = await patch(api, schedule_id, {"managed_by": "config"})
+
+    assert status == 422
+    assert locs(answer) == [["body", "managed_by"]]
+
+
+async def test_an_edit_of_a_declared_schedule_warns_that_a_reload_reverts_it(
+    api: ApiHarness,
+) -> None:
+    schedule_id = await declared_schedule(api)
+    path = f"{SCHEDULES}/{schedule_id}"
+
+    status, answer, headers = await answer_with_headers(
+        api, "PATCH", path, headers=auth(), json={"prompt": "edited"}
+    )
+
+    assert (status, answer["prompt"], answer["managed_by"]) == (200, "edited", "config")
+    assert headers["Warning"] == CONFIG_WARNING
+    await apply_bootstrap(file_config(), api.store, api.events, now=NOW)
+    assert (await get(api, schedule_id))["prompt"] == "p"
+    status, answer, headers = await answer_with_headers(api, "DELETE", path, headers=auth())
+    assert (status, answer["scheduled_session_id"]) == (200, schedule_id)
+    assert headers["Warning"] == CONFIG_WARNING
+
+
+async def test_an_edit_of_a_schedule_made_through_the_api_does_not_warn(api: ApiHarness) -> None:
+    path = f"{SCHEDULES}/{(await create(api))['scheduled_session_id']}"
+
+    patched = await answer_with_headers(api, "PATCH", path, headers=auth(), json={"prompt": "e"})
+    deleted = await answer_with_headers(api, "DELETE", path, headers=auth())
+
+    assert (patched[0], deleted[0]) == (200, 200)
+    assert "Warning" not in patched[2] and "Warning" not in deleted[2]
+
+
+async def test_the_agentscope_facade_warns_too(api: ApiHarness) -> None:
+    schedule_id = await declared_schedule(api, agent="agent-reporter")
+    alice = {"X-User-ID": "user-alice"}
+
+    status, _, patched = await answer_with_headers(
+        api, "PATCH", f"/schedule/{schedule_id}", headers=alice, json={"description": "e"}
+    )
+    deleted = await answer_with_headers(api, "DELETE", f"/schedule/{schedule_id}", headers=alice)
+
+    assert (status, deleted[0]) == (200, 204)
+    assert patched["Warning"] == deleted[2]["Warning"] == CONFIG_WARNING

@@ -321,3 +321,39 @@ async def test_every_get_answers_as_documented(api: ApiHarness, doc: dict[str, A
         }
         values = {name: params.get(name, "unknown") for name in names}
         await call_documented(api, doc, "GET", path, values, headers=headers)
+
+
+async def test_the_agents_parameter_is_documented_on_every_schedule_route(
+    doc: dict[str, Any],
+) -> None:
+    base = "/v3/organizations/{org_id}/schedules"
+    item = f"{base}/{{schedule_id}}"
+    routes = [
+        (base, "get"),
+        (item, "get"),
+        (item, "patch"),
+        (item, "delete"),
+        (f"{item}/trigger", "post"),
+        (f"{item}/runs", "get"),
+    ]
+    for path, method in routes:
+        parameters = doc["paths"][path][method]["parameters"]
+        (agents,) = [p for p in parameters if p["name"] == "agents"]
+        assert agents["in"] == "query" and agents["required"] is False, (path, method)
+        assert agents["schema"]["enum"] == ["devin", "all"], (path, method)
+        assert agents["schema"]["default"] == "devin", (path, method)
+        assert "422" in doc["paths"][path][method]["responses"], (path, method)
+
+
+def test_edits_and_deletes_document_the_warning_header(doc: dict[str, Any]) -> None:
+    routes = [
+        ("/v3/organizations/{org_id}/schedules/{schedule_id}", "patch", "200"),
+        ("/v3/organizations/{org_id}/schedules/{schedule_id}", "delete", "200"),
+        ("/schedule/{schedule_id}", "patch", "200"),
+        ("/schedule/{schedule_id}", "delete", "204"),
+    ]
+    for path, method, status in routes:
+        headers = doc["paths"][path][method]["responses"][status]["headers"]
+        assert "configuration file" in headers["Warning"]["description"], (path, method)
+    schema = doc["components"]["schemas"]["DevinSchedule"]
+    assert "managed_by" in schema["required"]

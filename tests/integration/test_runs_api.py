@@ -243,3 +243,37 @@ async def test_cron_preview_needs_auth(api_with_engine: ApiHarness) -> None:
     path = f"{BASE}/cron/preview?expr=@daily"
     assert (await api_with_engine.call("GET", path, token=None))[0] == 401
     assert (await api_with_engine.call("GET", path, token=OTHER_TOKEN))[0] == 403
+
+
+# --- schedules of other agents (made through the AgentScope façade) ------------------------
+
+
+async def agentscope_schedule(api: ApiHarness) -> str:
+    body = {"agent_id": "agent-reporter", "name": "report", "cron_expression": "0 9 * * *"}
+    headers = {"X-User-ID": "user-alice"}
+    status, answer = await api.call("POST", "/schedule/", token=None, headers=headers, json=body)
+    assert status == 201, answer
+    schedule_id: str = answer["schedule_id"]
+    return schedule_id
+
+
+async def test_trigger_and_runs_of_another_agents_schedule_are_404(api: ApiHarness) -> None:
+    schedule_id = await agentscope_schedule(api)
+    not_found = {"detail": f"schedule '{schedule_id}' not found"}
+
+    trigger = await api.call("POST", f"{BASE}/schedules/{schedule_id}/trigger")
+    runs = await api.call("GET", f"{BASE}/schedules/{schedule_id}/runs")
+
+    assert trigger == runs == (404, not_found)
+    assert api.events.triggered == []
+    assert (await api.store.list_runs(schedule_id, limit=10, offset=0)).total == 0
+
+
+async def test_agents_all_triggers_and_lists_runs_of_every_schedule(api: ApiHarness) -> None:
+    schedule_id = await agentscope_schedule(api)
+
+    status, run = await api.call("POST", f"{BASE}/schedules/{schedule_id}/trigger?agents=all")
+    assert (status, run["schedule_id"]) == (202, schedule_id)
+    status, page = await api.call("GET", f"{BASE}/schedules/{schedule_id}/runs?agents=all")
+    assert (status, [item["id"] for item in page["items"]]) == (200, [run["id"]])
+    assert api.events.triggered == [schedule_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sqlite3
 import subprocess
@@ -103,6 +104,37 @@ async def test_list_pages_in_creation_order(store: Store) -> None:
     rest = await store.list_schedules("org-local", limit=10, offset=2)
     assert first.total == rest.total == 5
     assert [s.name for s in first.items + rest.items] == ["s0", "s1", "s2", "s3", "s4"]
+
+
+DEVIN_AGENTS = frozenset({"devin", "data_analyst", "advanced"})
+
+
+async def test_a_list_of_some_agents_pages_and_counts_only_them(store: Store) -> None:
+    for i, agent in enumerate(["agent-a", "devin", "agent-b", "advanced", "data_analyst", "x"]):
+        await store.create_schedule(dataclasses.replace(recurring(f"s{i}"), agent=agent), now=NOW)
+
+    first = await store.list_schedules("org-local", limit=2, offset=0, agents=DEVIN_AGENTS)
+    rest = await store.list_schedules("org-local", limit=2, offset=2, agents=DEVIN_AGENTS)
+    every = await store.list_schedules("org-local", limit=10, offset=0)
+
+    assert first.total == rest.total == 3
+    assert [s.name for s in first.items + rest.items] == ["s1", "s3", "s4"]
+    assert every.total == 6
+
+
+async def test_a_schedule_of_another_agent_is_not_found_among_some_agents(store: Store) -> None:
+    created = await store.create_schedule(
+        dataclasses.replace(recurring(), agent="agent-a"), now=NOW
+    )
+
+    with pytest.raises(NotFound):
+        await store.get_schedule(created.id, org_id="org-local", agents=DEVIN_AGENTS)
+    with pytest.raises(NotFound):
+        await store.update_schedule(created.id, {"name": "x"}, now=NOW, agents=DEVIN_AGENTS)
+    with pytest.raises(NotFound):
+        await store.delete_schedule(created.id, now=NOW, agents=DEVIN_AGENTS)
+    assert await store.get_schedule(created.id) == created
+    assert await store.get_schedule(created.id, agents={"agent-a"}) == created
 
 
 async def test_claiming_an_instant_twice_inserts_once(store: Store) -> None:
