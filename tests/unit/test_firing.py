@@ -11,6 +11,8 @@ from daemon.firing import (
     CatchupPlan,
     MissedSpan,
     OverlapAction,
+    Recovery,
+    catchup_release,
     fire_identity,
     is_behind,
     latest_at_or_before,
@@ -19,12 +21,14 @@ from daemon.firing import (
     next_after_fire,
     overlap_action,
     plan_catchup,
+    plan_recovery,
     releasable,
     seconds_until_release,
+    superseded_at,
     timer_for,
 )
-from storage.domain import Schedule
-from storage.enums import Overlap, RunTrigger, ScheduleType
+from storage.domain import Run, Schedule
+from storage.enums import Overlap, RunStatus, RunTrigger, ScheduleType
 from tests.conftest import ORG, make_directory
 
 
@@ -315,3 +319,107 @@ def test_the_run_as_user_is_rechecked_at_fire_time(
         assert identity.refusal is not None
         assert identity.refusal.startswith(f"cannot run as user '{run_as}': ")
         assert refusal in identity.refusal
+
+
+# --- recovery after a crash ---------------------------------------------------------------
+
+
+def left_launching(
+    at_: datetime, *, dispatched: bool, trigger: RunTrigger = RunTrigger.CRON
+) -> Run:
+    return Run(
+        schedule_id="sched-1",
+        scheduled_for=at_,
+        trigger=trigger,
+        started_at=at_,
+        dispatched_at=at_ if dispatched else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("age_s", "dispatched", "idempotent", "action", "note"),
+    [
+        (40, False, False, Recovery.RELAUNCH, "relaunched after a restart"),
+        (40, False, True, Recovery.RELAUNCH, "relaunched after a restart"),
+        (3599, False, False, Recovery.RELAUNCH, "relaunched after a restart"),
+        (3601, False, False, Recovery.INTERRUPT, "older than the 3600s catch-up window"),
+        (40, True, False, Recovery.INTERRUPT, "the session may have started"),
+        (40, True, True, Recovery.RESEND, "re-sent after a restart with the same"),
+        (7200, True, True, Recovery.RESEND, "re-sent after a restart with the same"),
+    ],
+)
+def test_recovery_relaunches_what_never_left_and_resends_only_to_an_idempotent_service(
+    age_s: float, dispatched: bool, idempotent: bool, action: Recovery, note: str
+) -> None:
+    schedule = recurring("0 * * * *", id="sched-1")
+    run = left_launching(T0, dispatched=dispatched)
+    now = T0 + timedelta(seconds=age_s)
+    plan = plan_recovery(run, schedule, now, default_window=3600, idempotent=idempotent)
+    assert plan.action == action
+    assert note in plan.note
+    assert plan.deadline == (T0 + timedelta(hours=1) if action == Recovery.RELAUNCH else None)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (None, "the schedule is no longer active"),
+        (recurring(enabled=False), "the schedule is no longer active"),
+        (recurring(catchup_window_s=10.0), "older than the 10s catch-up window"),
+    ],
+)
+def test_a_run_that_never_left_is_interrupted_when_its_schedule_cannot_take_it(
+    schedule: Schedule | None, expected: str
+) -> None:
+    run = left_launching(T0, dispatched=False)
+    plan = plan_recovery(
+        run, schedule, T0 + timedelta(seconds=40), default_window=3600, idempotent=True
+    )
+    assert (plan.action, expected in plan.note) == (Recovery.INTERRUPT, True)
+    assert plan.note.startswith("interrupted: agentcron stopped before sending")
+
+
+@pytest.mark.parametrize(
+    ("trigger", "deadline"),
+    [
+        (RunTrigger.CRON, T0 + timedelta(minutes=1)),
+        (RunTrigger.CATCHUP, T0 + timedelta(minutes=1)),
+        (RunTrigger.MANUAL, None),
+        (RunTrigger.ONE_TIME, None),
+    ],
+)
+def test_only_scheduled_runs_are_superseded_by_the_next_regular_fire(
+    trigger: RunTrigger, deadline: datetime | None
+) -> None:
+    run = left_launching(T0, dispatched=False, trigger=trigger)
+    assert superseded_at(run, recurring()) == deadline
+
+
+@pytest.mark.parametrize(
+    ("now", "schedule", "in_flight", "expected"),
+    [
+        (T0, recurring(), 0, None),
+        (T0 + timedelta(seconds=59), recurring(), 0, None),
+        (T0 + timedelta(minutes=1), recurring(), 0, RunStatus.MISSED),
+        (T0, None, 0, RunStatus.MISSED),
+        (T0, recurring(enabled=False), 0, RunStatus.MISSED),
+        (T0, recurring(), 1, RunStatus.SKIPPED),
+        (T0, recurring(overlap=Overlap.BUFFER_ONE), 1, RunStatus.SKIPPED),
+        (T0, recurring(overlap=Overlap.ALLOW), 1, None),
+    ],
+)
+def test_a_paced_catchup_launches_unless_superseded_inactive_or_overlapping(
+    now: datetime, schedule: Schedule | None, in_flight: int, expected: RunStatus | None
+) -> None:
+    deadline = T0 + timedelta(minutes=1)
+    dropped = catchup_release(schedule, deadline, now, in_flight=in_flight)
+    assert (dropped.status if dropped else None) == expected
+
+
+def test_a_superseded_catchup_names_the_regular_fire() -> None:
+    deadline = T0 + timedelta(minutes=1)
+    dropped = catchup_release(recurring(), deadline, deadline, in_flight=0)
+    assert dropped is not None
+    assert (
+        dropped.error == f"catch-up dropped: the regular fire at {deadline.isoformat()} came first"
+    )
