@@ -168,7 +168,15 @@ def no_run_launching(database: Path) -> bool:
     return read(database, "SELECT count(*) FROM runs WHERE status = 'launching'") == [(0,)]
 
 
-def crash_loop(tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
+def crash_loop(
+    tmp_path: Path,
+    kills: int,
+    seed: int,
+    *,
+    every_minute: int = EVERY_MINUTE_SCHEDULES,
+    gap: tuple[float, float] = (0.3, 2.0),
+) -> dict[str, int]:
+    """`kills` SIGKILLs `gap` seconds apart (uniform) under `every_minute` schedules."""
     rng = random.Random(seed)
     ledger = Ledger()
     with threaded_session_service() as service:
@@ -176,14 +184,14 @@ def crash_loop(tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
         loop = CrashLoop(tmp_path, service)
         try:
             ids = []
-            for n in range(EVERY_MINUTE_SCHEDULES):
+            for n in range(every_minute):
                 body = {"name": f"minute-{n}", "prompt": "0", "frequency": "* * * * *"}
                 status, made = loop.call("POST", "/v3/organizations/org-local/schedules", body)
                 assert status == 200, made
                 ids.append(made["scheduled_session_id"])
             with clients(loop, ledger, ids):
                 for _ in range(kills):
-                    time.sleep(rng.uniform(0.3, 2.0))  # load, until a random moment to kill at
+                    time.sleep(rng.uniform(*gap))  # load, until a random moment to kill at
                     loop.kill_and_restart()
                 time.sleep(1.0)  # load on the last daemon too
             # A last clean run: whatever was launching at the last kill is interrupted by now.
@@ -227,12 +235,19 @@ def verify(
         "runs_before_last_restart": claimed,
         "launched": len(posted),
         "interrupted": statuses["interrupted"],
+        "relaunched": _count(database, "error LIKE 'relaunched after a restart%'"),
+        "catchups": _count(database, "trigger = 'catchup'"),
         "missed": statuses["missed"],
         "duplicates": len(doubles) + len(reposted),
     }
     assert ledger.acked_writes > kills  # the clients did get through between kills
     assert figures["launched"] > 0
     return figures
+
+
+def _count(database: Path, where: str) -> int:
+    ((count,),) = read(database, f"SELECT count(*) FROM runs WHERE {where}")
+    return int(count)
 
 
 def report(figures: dict[str, int], capsys: pytest.CaptureFixture[str], seed: int) -> None:
@@ -255,3 +270,15 @@ def test_twenty_five_kills_lose_nothing_and_fire_nothing_twice(
 ) -> None:
     seed = random.randrange(1_000_000)
     report(crash_loop(tmp_path, kills=25, seed=seed), capsys, seed)
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+def test_kills_under_three_hundred_every_minute_schedules_lose_nothing_and_fire_nothing_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The load case: kills 3-15 s apart for about three minutes, so kills land before,
+    during and after bursts of 300 and restarts find catch-ups and runs that never left."""
+    seed = random.randrange(1_000_000)
+    figures = crash_loop(tmp_path, kills=20, seed=seed, every_minute=300, gap=(3.0, 15.0))
+    report(figures, capsys, seed)
