@@ -70,6 +70,8 @@ PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
 STEP = 200
 """Fires handled between two turns of the event loop (see `_yielding`)."""
+RECOUNT_DELAY = 1.0
+"""Seconds after an edit before the enabled-schedules gauge is recounted."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
 _UTC_TICK = timedelta(microseconds=1)
@@ -177,6 +179,7 @@ class Engine:
         self._stopping = False
         self._refilling = False
         self._last_refill = 0.0
+        self._recount: asyncio.Task[Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -228,6 +231,8 @@ class Engine:
         if not self._background:
             return
         self.stop_claiming()
+        if self._recount is not None:
+            self._recount.cancel()
         left = await self._pacer.close()
         cancelled = await self._wait_for_launches(grace)
         await self._finisher.close(FINISH_CLOSE_TIMEOUT)
@@ -299,6 +304,7 @@ class Engine:
         if not self._running:
             return  # start() reads every schedule's state from the store
         self._touch(schedule.id)
+        self._recount_soon()
         self._following.pop(schedule.id, None)
         self._drop_timer(schedule.id)
         if not schedule.is_active:
@@ -413,6 +419,16 @@ class Engine:
             await self._guarded("refill", self._count_enabled())
         finally:
             self._refilling = False
+
+    def _recount_soon(self) -> None:
+        """Let the enabled-schedules gauge follow an edit within `RECOUNT_DELAY` (one count,
+        which reads the whole index, for any number of edits meanwhile)."""
+        if self._recount is None or self._recount.done():
+            self._recount = asyncio.create_task(self._recount_later(), name="count")
+
+    async def _recount_later(self) -> None:
+        await asyncio.sleep(RECOUNT_DELAY)
+        await self._guarded("count", self._count_enabled())
 
     async def _count_enabled(self) -> None:
         # Not at start-up: a count reads the whole table, the start reads only the horizon.

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from daemon import metrics
 from daemon.engine import STEP, Engine
 from storage.domain import Run
 from storage.enums import Overlap, RunStatus, RunTrigger
@@ -396,6 +397,8 @@ async def test_start_up_catches_up_once_records_older_misses_and_interrupts_stuc
     assert len(service.requests) == 2
     names = {entry["event"] for entry in logs}
     assert {"run_interrupted", "run_missed", "catchup_scheduled", "engine_started"} <= names
+    (started,) = events(logs, "engine_started")  # counted when planned, not after the pacer
+    assert (started["interrupted"], started["catchups"], started["missed_schedules"]) == (1, 2, 3)
 
 
 async def _catchup_runs(harness: EngineHarness, schedule_id: str) -> tuple[Run, Run]:
@@ -433,3 +436,15 @@ async def test_the_engine_reports_healthy_while_its_timer_runs(harness: EngineHa
     assert all(not task.done() for task in harness.engine.background_tasks())
     await harness.engine.stop(0.1)
     assert not harness.engine.healthy()
+
+
+async def test_the_enabled_schedules_gauge_follows_edits_within_seconds(
+    harness: EngineHarness,
+) -> None:
+    def gauge() -> float:
+        return float(metrics.SCHEDULES_ENABLED._value.get())
+
+    made = [await harness.create(name=f"s{i}") for i in range(3)]
+    await eventually(lambda: gauge() == 3.0, within=10)
+    await harness.update(made[0], enabled=False)
+    await eventually(lambda: gauge() == 2.0, within=10)
