@@ -42,6 +42,8 @@ SCHEMA_VERSION = 2
 
 def _add_run_dispatched_at(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN dispatched_at VARCHAR(26)")
+    # An earlier release did not record it: a run it left launching may have been sent.
+    conn.exec_driver_sql("UPDATE runs SET dispatched_at = started_at WHERE status = 'launching'")
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -320,3 +321,20 @@ async def test_committed_rows_survive_kill_9(db_path: Path) -> None:
         assert await integrity_check(store.db) == "ok"
     finally:
         await store.close()
+
+
+async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    """`fixtures/agentcron-v1.db` was written by release 0.1.0 (schema version 1): one
+    schedule and one run left `launching`."""
+    path = tmp_path / "agentcron.db"
+    shutil.copyfile(Path(__file__).parent.parent / "fixtures" / "agentcron-v1.db", path)
+    store = await Store.open(path)
+    try:
+        (run,) = await store.launching_runs()
+        assert run.dispatched_at == run.started_at  # it may have been sent: never relaunched
+        schedule = await store.get_schedule(run.schedule_id)
+        assert (schedule.name, schedule.tags) == ("made by 0.1.0", ["triage"])
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
