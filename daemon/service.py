@@ -1,8 +1,8 @@
 """The composition root: store -> engine -> HTTP, brought up in order and torn down in reverse.
 
-`Daemon.run()` is the whole life of `agentcron serve`: it opens the store, recovers runs a
-crash left behind, starts the engine and the HTTP server, tells systemd it is ready, then
-waits for a signal. SIGTERM/SIGINT stop it gracefully; SIGHUP reloads the configuration.
+`Daemon.run()` is the whole life of `agentcron serve`: it takes the database's lock (one
+daemon per database file), opens the store, recovers runs a crash left behind, starts the
+engine and the HTTP server, tells systemd it is ready, then waits for a signal. SIGTERM/SIGINT stop it gracefully; SIGHUP reloads the configuration.
 If any background task dies the daemon logs it and exits non-zero, so systemd restarts it.
 """
 
@@ -30,6 +30,7 @@ from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
 from storage.identities import DirectoryRef
+from storage.lock import lock_database
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.daemon")
@@ -79,6 +80,8 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         config = self.config
+        # First of all: a second daemon on this database stops here, having written nothing.
+        stack.enter_context(lock_database(config.storage.path))
         store = await Store.open(config.storage.path)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))
