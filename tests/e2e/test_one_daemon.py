@@ -73,7 +73,8 @@ def test_a_second_serve_on_the_same_database_refuses_and_the_first_keeps_serving
     assert f"pid {first.pid}" in line, line
     assert "agentcron.db" in line, line
     assert first.call("GET", first.devin(f"/schedules/{schedule_id}"))[0] == 200
-    assert run_status(first, schedule_id, run_id) == "launching"  # not marked interrupted
+    # Not marked interrupted by the second (on a slow machine it may have finished already).
+    assert run_status(first, schedule_id, run_id) in ("launching", "succeeded")
     wait_until(
         lambda: run_status(first, schedule_id, run_id) == "succeeded",
         "the run in flight to succeed",
