@@ -69,7 +69,18 @@ def _cron_next(args: argparse.Namespace) -> int:
         return 1
     for instant in instants:
         print(instant.isoformat())
+    if len(instants) < args.n:  # the search ran into the end of years 1 to 9999
+        print(f"agentcron: {_out_of_range(args, after, len(instants))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _out_of_range(args: argparse.Namespace, after: datetime, found: int) -> str:
+    which = "no fire instant" if found == 0 else f"only {found} of {args.n} fire instants"
+    return (
+        f"{which} of '{args.expr}' in {args.timezone} after {after.isoformat()} "
+        "can be computed within years 1 to 9999"
+    )
 
 
 def _token_new(args: argparse.Namespace) -> int:

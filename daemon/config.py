@@ -173,6 +173,7 @@ class ServerConfig(_Section):
     listen: str = "127.0.0.1:8787"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout: PositiveDuration = 30.0
+    max_connections: int = Field(default=4096, ge=1)
 
     @field_validator("listen")
     @classmethod

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import itertools
 import json
 import os
 import signal
@@ -122,6 +124,8 @@ class _Answer:
     session_url: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    short_of_resources: bool = False
+    """The attempt failed on this host (out of descriptors or memory), before any request."""
 
     def result(self, attempts: int) -> LaunchResult:
         return LaunchResult(attempts, self.session_id, self.session_url, self.error)
@@ -190,13 +194,22 @@ class HttpLauncher:
             )
 
     async def _attempts(self, request: LaunchRequest, attempts: list[int]) -> LaunchResult:
+        """Attempt, and retry transient errors, until an answer is final, `max_attempts`
+        attempts reached the session service, or the next retry would pass the timeout.
+
+        An attempt that failed for want of descriptors (or memory) on this host never
+        reached the service: it does not count against `max_attempts`, so such a launch is
+        retried, with backoff, until the timeout, by which the shortage has often passed.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout
         answer = _Answer(final=False)
-        for attempt in range(1, self.config.max_attempts + 1):
+        reached = 0
+        for attempt in itertools.count(1):
             attempts[0] = attempt
             answer = await self._attempt(request)
-            if answer.final or attempt == self.config.max_attempts:
+            reached += 0 if answer.short_of_resources else 1
+            if answer.final or reached == self.config.max_attempts:
                 break
             delay = answer.retry_after
             delay = self.backoff.delay(attempt) if delay is None else delay
@@ -219,13 +232,18 @@ class HttpLauncher:
             headers = self._headers(request)
         except (OSError, ValueError) as exc:
             error = f"cannot read the session service token {self.config.token_env}: {exc}"
-            return _Answer(final=True, error=error)
+            short = _short_of_resources(exc)  # a credential file that could not be opened now
+            return _Answer(final=not short, error=error, short_of_resources=short)
         try:
             async with self.http.post(url, json=body, headers=headers) as response:
                 text = await _read_text(response)
                 return _classify(response.status, response.headers, text, request, create)
         except (aiohttp.ClientError, OSError) as exc:
-            return _Answer(final=False, error=f"session service unreachable: {_describe(exc)}")
+            return _Answer(
+                final=False,
+                error=f"session service unreachable: {_describe(exc)}",
+                short_of_resources=_short_of_resources(exc),
+            )
 
     def _call(self, request: LaunchRequest) -> tuple[str, dict[str, Any], bool]:
         """(url, body, creates a session?) for this request."""
@@ -244,6 +262,23 @@ class HttpLauncher:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def _short_of_resources(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is this host running out of descriptors or memory.
+
+    aiohttp reports a socket that could not be made as a ClientConnectorError carrying the
+    OSError's errno.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _OUT_OF_RESOURCES:
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _describe(exc: BaseException) -> str:

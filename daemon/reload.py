@@ -44,6 +44,7 @@ RESTART_KEYS: Final = (
     ("server", "listen"),
     ("server", "max_body_bytes"),
     ("server", "request_timeout"),
+    ("server", "max_connections"),
     ("storage", "path"),
     ("agentscope", "enabled"),
     ("agentscope", "org"),

@@ -1,7 +1,8 @@
 """The composition root: store -> engine -> HTTP, brought up in order and torn down in reverse.
 
-`Daemon.run()` is the whole life of `agentcron serve`: it opens the store, recovers runs a
-crash left behind, starts the engine and the HTTP server, tells systemd it is ready, then
+`Daemon.run()` is the whole life of `agentcron serve`: it takes the database's lock (one
+daemon per database file), raises its file-descriptor limit, opens the store, recovers runs
+a crash left behind, starts the engine and the HTTP server, tells systemd it is ready, then
 waits for a signal. SIGTERM/SIGINT stop it gracefully; SIGHUP reloads the configuration.
 If any background task dies the daemon logs it and exits non-zero, so systemd restarts it.
 """
@@ -23,6 +24,7 @@ from api.http_server import start_http_server
 from api.keys import ApiSettings
 from daemon.config import Config
 from daemon.engine import Engine
+from daemon.fdlimit import raise_fd_limit
 from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.notify import Notifier
@@ -30,6 +32,7 @@ from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
 from storage.identities import DirectoryRef
+from storage.lock import lock_database
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.daemon")
@@ -79,6 +82,9 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         config = self.config
+        # First of all: a second daemon on this database stops here, having written nothing.
+        stack.enter_context(lock_database(config.storage.path))
+        fd_limit = raise_fd_limit(config.server.max_connections)
         store = await Store.open(config.storage.path)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))
@@ -109,7 +115,12 @@ class Daemon:
             self._watch(asyncio.create_task(run_watchdog(self.systemd, engine.healthy)))
         self.state = RunState.SERVING
         self.systemd.ready()
-        log.info("daemon_ready", listen=config.server.listen, storage=str(config.storage.path))
+        log.info(
+            "daemon_ready",
+            listen=config.server.listen,
+            storage=str(config.storage.path),
+            fd_limit=fd_limit.soft,
+        )
 
     async def _start_http(
         self, stack: AsyncExitStack, store: Store, engine: Engine, directory: DirectoryRef
@@ -125,7 +136,11 @@ class Daemon:
         server = self.config.server
         try:
             runner = await start_http_server(
-                app, server.host, server.port, request_timeout=server.request_timeout
+                app,
+                server.host,
+                server.port,
+                request_timeout=server.request_timeout,
+                max_connections=server.max_connections,
             )
         except OSError as exc:
             raise StartupError(f"cannot listen on {server.listen}: {exc.strerror or exc}") from exc

@@ -20,8 +20,9 @@ The dialect is standard 5-field cron as Vixie cron and cronie read it:
 
 The expression is read in the schedule's local wall-clock time. Daylight saving:
 
-- if the hour field is fixed (not ``*`` and not a step over all hours such as
-  ``*/2`` or ``0-23/3``), the schedule fires once per matching local time. A local
+- if the hour field is fixed (not ``*``, not ``0-23``, which covers every hour and so
+  counts as ``*``, and not a step over all hours such as ``*/2`` or ``0-23/3``), the
+  schedule fires once per matching local time. A local
   time that does not exist that day (spring forward) fires at the end of the gap,
   the first instant after it; several such times fire once. A local time that
   happens twice (fall back) fires once, at its first occurrence;

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,6 +141,37 @@ def _check_file(path: Path) -> None:
 
 
 _TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
+_COMPANIONS = ("-wal", "-shm")
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file readable and writable by its owner alone (0600).
+
+    The file holds prompts and token hashes. SQLite would create it with the process's
+    umask (often 0644); made first, it is the mode SQLite copies to the -wal and -shm files
+    it creates next to it. An existing file keeps the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite's own open then reports why the file cannot be made
+    os.close(fd)
+
+
+def _align_companions(path: Path) -> None:
+    """Give existing -wal and -shm files the database file's permission bits.
+
+    SQLite does so for those it creates; one left by a crash of an earlier run, when the
+    database may have been more open, keeps its mode otherwise.
+    """
+    mode = stat.S_IMODE(path.stat().st_mode)
+    for suffix in _COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to change
+            if stat.S_IMODE(companion.stat().st_mode) != mode:
+                companion.chmod(mode)
 
 
 def _check_version(version: int, table_names: set[str]) -> None:
@@ -200,6 +233,7 @@ class Database:
         StoreUnavailable when the file cannot be opened for writing.
         """
         _check_file(path)
+        _create_private(path)
         writer = _engine(path, writer=True)
         reader = _engine(path, writer=False, connections=READERS)
         inline = _engine(path, writer=False)
@@ -215,6 +249,7 @@ class Database:
             if isinstance(exc, SchemaError):
                 raise
             raise SchemaError(f"cannot open {path}: {getattr(exc, 'orig', exc)}") from exc
+        _align_companions(path)
         db._task = asyncio.create_task(db._write_loop(), name="store-writer")
         return db
 

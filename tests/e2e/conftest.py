@@ -20,6 +20,7 @@ The daemon
         `python -m daemon.cli serve --config PATH` in its own session, with stdout and
         stderr in `daemon.log` next to the config file, waits for `/readyz` = 200 and
         returns a `DaemonProcess`; every daemon still running is stopped at teardown.
+        `nofile=(soft, hard)` starts it with that RLIMIT_NOFILE.
     `DaemonProcess`:
         `.call(method, path, token=ADMIN_TOKEN, body=None)` -> (status, parsed JSON or None);
         `.devin(path)` -> `/v3/organizations/org-local` + path;
@@ -43,8 +44,10 @@ Small pieces: `free_port()`, `wait_until(predicate, what, timeout)`, `http_call(
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -251,7 +254,13 @@ def run_cli(
 class DaemonProcess:
     """A running `agentcron serve` and the means to talk to it (see the module docstring)."""
 
-    def __init__(self, config_path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.log_path = config_path.parent / "daemon.log"
         self.base_url = f"http://127.0.0.1:{_port_of(config_path)}"
@@ -263,6 +272,7 @@ class DaemonProcess:
                 env=daemon_environment(env),
                 cwd=config_path.parent,
                 start_new_session=True,
+                preexec_fn=None if nofile is None else functools.partial(_limit_fds, nofile),
             )
 
     @property
@@ -347,6 +357,11 @@ class DaemonProcess:
         return event
 
 
+def _limit_fds(nofile: tuple[int, int]) -> None:
+    """In the child, before exec: set RLIMIT_NOFILE to (soft, hard)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+
 def _port_of(config_path: Path) -> int:
     listen = tomllib.loads(config_path.read_text(encoding="utf-8"))["server"]["listen"]
     return int(listen.rsplit(":", 1)[1])
@@ -354,16 +369,21 @@ def _port_of(config_path: Path) -> int:
 
 @pytest.fixture
 def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
-    """`start_daemon(config_path, env=None, ready=True)` -> a DaemonProcess (ready by default).
+    """`start_daemon(config_path, env=None, ready=True, nofile=None)` -> a DaemonProcess
+    (ready by default; `nofile=(soft, hard)` starts it with that RLIMIT_NOFILE).
 
     Daemons still running at teardown get SIGTERM, then SIGKILL if they do not exit.
     """
     started: list[DaemonProcess] = []
 
     def start(
-        config_path: Path, env: Mapping[str, str] | None = None, *, ready: bool = True
+        config_path: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        ready: bool = True,
+        nofile: tuple[int, int] | None = None,
     ) -> DaemonProcess:
-        daemon = DaemonProcess(config_path, env)
+        daemon = DaemonProcess(config_path, env, nofile=nofile)
         started.append(daemon)
         if ready:
             daemon.wait_ready()

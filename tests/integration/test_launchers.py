@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import json
 import os
+import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,6 +202,55 @@ async def test_an_unreachable_service_is_a_clear_failure(http: aiohttp.ClientSes
     assert result.attempts == 2
     assert result.error is not None
     assert result.error.startswith("session service unreachable: ")
+
+
+@contextlib.contextmanager
+def descriptors_exhausted() -> Iterator[Callable[[], None]]:
+    """Make this process really run out of file descriptors (a low soft RLIMIT_NOFILE,
+    every descriptor below it taken); yields `release()`, which gives them back."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+    held: list[int] = []
+
+    def release() -> None:
+        while held:
+            os.close(held.pop())
+
+    try:
+        with pytest.raises(OSError) as full:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert full.value.errno == errno.EMFILE
+        yield release
+    finally:
+        release()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_running_out_of_descriptors_is_retried_until_the_timeout_not_counted(
+    service: SessionService,
+) -> None:
+    # Attempts that could not even make a socket never reached the service: max_attempts (2)
+    # does not stop them, the timeout would.
+    failed: list[BaseException] = []
+
+    async def record(_: object, __: object, params: aiohttp.TraceRequestExceptionParams) -> None:
+        failed.append(params.exception)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_exception.append(record)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as http:
+        launcher = http_launcher(http, service.url, timeout=20.0, max_attempts=2)
+        with descriptors_exhausted() as release:
+            launch = asyncio.create_task(launcher.launch(bot_request()))
+            await eventually(lambda: len(failed) >= 3 or launch.done(), within=10.0)
+            release()
+        result = await launch
+
+    assert result.ok, result.error
+    assert result.attempts == len(failed) + 1 >= 4
+    assert {getattr(error, "errno", None) for error in failed} == {errno.EMFILE}
+    assert len(service.requests) == 1
 
 
 # --- command ----------------------------------------------------------------------------

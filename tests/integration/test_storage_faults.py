@@ -456,4 +456,6 @@ def test_serve_refuses_a_database_it_must_not_use_and_leaves_it_as_it_was(
     assert "cannot use the database" in done.stderr and reason in done.stderr
     assert "Traceback" not in done.stderr
     assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
-    assert {p.name for p in tmp_path.iterdir()} == files_before | {"config.toml"}
+    # Nothing but the lock, taken before the file is looked at (one daemon per database).
+    created = {"config.toml", "agentcron.db.lock"}
+    assert {p.name for p in tmp_path.iterdir()} == files_before | created

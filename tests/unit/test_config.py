@@ -20,6 +20,7 @@ from daemon.config import (
     load_config,
     parse_duration,
 )
+from daemon.reload import keep_restart_keys
 from daemon.secrets import read_secret
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
@@ -127,6 +128,7 @@ def test_an_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert config.server.listen == "127.0.0.1:8787"
     assert config.server.max_body_bytes == 1_048_576
     assert config.server.request_timeout == 30
+    assert config.server.max_connections == 4096
     assert config.storage.path == tmp_path / "agentcron.db"
     assert (config.logging.level, config.logging.format) == ("info", "auto")
     scheduler = config.scheduler
@@ -328,6 +330,8 @@ def test_source_path_is_not_a_key_of_the_file(tmp_path: Path) -> None:
     [
         ('[agentscope]\nenabled = "yes"\n', "agentscope.enabled"),
         ('[server]\nmax_body_bytes = "5"\n', "server.max_body_bytes"),
+        ('[server]\nmax_connections = "100"\n', "server.max_connections"),
+        ("[server]\nmax_connections = 1.5\n", "server.max_connections"),
         ("[scheduler]\nmax_concurrent_launches = 2.0\n", "scheduler.max_concurrent_launches"),
         ("[scheduler]\ncatchup_rate = true\n", "scheduler.catchup_rate"),
         ('[launcher]\ncommand = "run-agent"\n', "launcher.command"),
@@ -353,6 +357,7 @@ def test_yes_is_not_a_boolean_and_the_message_shows_it(tmp_path: Path) -> None:
         ('[launcher]\nurl = "http://h/{org}/sessions"\n', "launcher.url"),
         ('[notify]\nwebhook_url = "hooks.example.org"\n', "notify.webhook_url"),
         ("[notify]\nqueue_size = 0\n", "notify.queue_size"),
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
         ("[scheduler]\ncatchup_rate = 0\n", "scheduler.catchup_rate"),
         ("[scheduler]\nmax_consecutive_failures = -1\n", "scheduler.max_consecutive_failures"),
         ('[server]\nlisten = "[::1]:99999"\n', "server.listen"),
@@ -364,6 +369,16 @@ def test_yes_is_not_a_boolean_and_the_message_shows_it(tmp_path: Path) -> None:
 def test_invalid_values_are_refused(tmp_path: Path, text: str, key: str) -> None:
     error = load_error(tmp_path, text)
     assert f": {key}: " in str(error)
+
+
+def test_max_connections_changes_only_on_restart(tmp_path: Path) -> None:
+    running = load_config(write_config(tmp_path, "[server]\nmax_connections = 100\n"))
+    loaded = load_config(write_config(tmp_path, "[server]\nmax_connections = 5\n"))
+
+    kept, refused = keep_restart_keys(running, loaded)
+
+    assert refused == ["server.max_connections"]
+    assert kept.server.max_connections == 100
 
 
 @pytest.mark.parametrize(

@@ -479,6 +479,45 @@ def test_hour_star_or_step_keeps_real_cadence(
     assert fires(expr, zone, after, len(expected)) == [utc(x) for x in expected]
 
 
+FULL_HOUR_RANGE = [
+    # `0-23` covers every hour, so it counts as `*`: the repeated hour fires twice (a fixed
+    # hour would fire once) and the skipped one not at all, every step one real hour.
+    (
+        "0 0-23 * * *",
+        "America/New_York",
+        "2026-11-01T04:00",
+        ["2026-11-01T05:00", "2026-11-01T06:00", "2026-11-01T07:00"],
+    ),
+    (
+        "0 0-23 * * *",
+        "America/New_York",
+        "2026-03-08T05:00",
+        ["2026-03-08T06:00", "2026-03-08T07:00", "2026-03-08T08:00"],
+    ),
+    (
+        "30 0-23 * * *",
+        "Europe/Berlin",
+        "2026-10-24T23:00",
+        ["2026-10-24T23:30", "2026-10-25T00:30", "2026-10-25T01:30", "2026-10-25T02:30"],
+    ),
+    (
+        "*/30 0-23 * * *",
+        "Australia/Lord_Howe",
+        "2026-04-04T14:00",
+        ["2026-04-04T14:30", "2026-04-04T15:00", "2026-04-04T15:30", "2026-04-04T16:00"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("expr", "zone", "after", "expected"), FULL_HOUR_RANGE)
+def test_an_hour_field_of_0_to_23_counts_as_star_through_dst(
+    expr: str, zone: str, after: str, expected: list[str]
+) -> None:
+    star = expr.replace("0-23", "*")
+    assert fires(expr, zone, after, len(expected)) == [utc(x) for x in expected]
+    assert fires(expr, zone, after, 48) == fires(star, zone, after, 48)
+
+
 TRANSITIONS = [
     ("America/New_York", "2026-03-08T04:00", [], ["02:00", "02:30"]),
     ("America/New_York", "2026-11-01T04:00", ["01:00", "01:30"], []),
