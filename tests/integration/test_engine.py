@@ -14,7 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon import metrics
-from daemon.engine import STEP, Engine
+from daemon.engine import Engine
+from daemon.fires import STEP
 from storage.domain import Run
 from storage.enums import Overlap, RunStatus, RunTrigger
 from storage.identities import DirectoryRef, User

@@ -202,8 +202,8 @@ async def test_while_the_clock_is_back_an_unedited_schedule_fires_nothing(
 async def refills_seen(engine: Engine, count: int) -> None:
     """Wait for `count` horizon refills (read from the engine's health bookkeeping)."""
     for _ in range(count):
-        last = engine._last_refill
-        await eventually(lambda last=last: engine._last_refill != last, within=5.0)
+        last = engine._horizon.last_refill
+        await eventually(lambda last=last: engine._horizon.last_refill != last, within=5.0)
 
 
 # -- forward ------------------------------------------------------------------------------------

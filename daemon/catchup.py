@@ -1,0 +1,233 @@
+"""Catch-up: missed instants, and runs a crash left `launching` (DESIGN section 3).
+
+`settle` deals with schedules whose pending instant passed with nobody holding a timer (the
+daemon was down, or the loop fell behind): in one transaction each moves on to its next
+regular instant — which the engine then times as usual — while its older misses are
+recorded as one `missed` run and its latest miss, if within the catch-up window, is claimed
+as a `launching` catch-up run. `recover` plans what to do with the runs an earlier process
+left `launching` (see `daemon.firing.plan_recovery`). Both queue their launches behind the
+pacer (`daemon.pacer`), which only ever delays catch-ups; `_release` launches them, or drops
+those the regular fire superseded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from daemon import metrics
+from daemon.config import SchedulerConfig
+from daemon.finisher import Finisher
+from daemon.firing import (
+    CatchupPlan,
+    Recovery,
+    catchup_release,
+    fire_identity,
+    natural_trigger,
+    plan_catchup,
+    plan_recovery,
+)
+from daemon.launching import Launch, log_fired
+from daemon.pacer import Pacer, PendingLaunch
+from storage.clock import Clock
+from storage.domain import FinishedRun, Run, RunOutcome, Schedule
+from storage.enums import RunStatus, RunTrigger, ScheduleType
+from storage.identities import DirectoryRef
+from storage.store import Store
+
+log = structlog.get_logger("agentcron.engine")
+
+Moved = tuple[Schedule, datetime | None]
+"""A schedule whose `next_run_at` was moved, and where to."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What `settle` did: schedules moved on to their next instant (for the engine to time),
+    one_time schedules retired (disabled), and how many catch-ups it queued."""
+
+    moved: list[Moved]
+    retired: list[str]
+    queued: int
+
+
+class CatchUp:
+    """Settles missed instants and recovers stuck runs; paces the launches they need.
+
+    `launch(item)` starts a launch; `in_progress(schedule_id)` counts the schedule's runs in
+    progress (for overlap); `report` gets the runs recovery interrupts.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        directory: DirectoryRef,
+        settings: Callable[[], SchedulerConfig],
+        finisher: Finisher,
+        report: Callable[[Sequence[FinishedRun]], None],
+        launch: Callable[[Launch], None],
+        in_progress: Callable[[str], int],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._directory = directory
+        self._settings = settings
+        self._finisher = finisher
+        self._report = report
+        self._launch = launch
+        self._in_progress = in_progress
+        self.pacer = Pacer(rate=lambda: settings().catchup_rate, release=self._release)
+        self._closing = False
+
+    async def close(self) -> int:
+        """Launch nothing more; answer how many were left queued (the next start relaunches
+        them: their runs stay `launching`, never dispatched)."""
+        self._closing = True
+        return await self.pacer.close()
+
+    # -- recovery --------------------------------------------------------------------------
+
+    async def recover(self, now: datetime, *, idempotent: bool) -> tuple[int, list[PendingLaunch]]:
+        """Interrupt the stuck runs that may have reached the session service; queue the
+        others (relaunch, re-send). Answers how many were interrupted, and the queued."""
+        runs = await self.store.launching_runs()
+        schedules = await self.store.get_schedules({run.schedule_id for run in runs})
+        window = self._settings().catchup_window
+        interrupted, pending = [], []
+        for run in runs:
+            schedule = schedules.get(run.schedule_id)
+            plan = plan_recovery(run, schedule, now, default_window=window, idempotent=idempotent)
+            if plan.action == Recovery.INTERRUPT or schedule is None:
+                status = RunStatus.INTERRUPTED
+                interrupted.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))
+                continue
+            resend = plan.action == Recovery.RESEND
+            pending.append(PendingLaunch(run, schedule, plan.deadline, plan.note, resend))
+            log.info("run_recovered", schedule_id=run.schedule_id, run_id=run.id, note=plan.note)
+        max_failures = self._settings().max_consecutive_failures
+        finished = await self.store.finish_runs(interrupted, max_consecutive_failures=max_failures)
+        self._report(finished)
+        self.pacer.add(pending)
+        return len(interrupted), pending
+
+    # -- missed instants -------------------------------------------------------------------
+
+    async def settle(self, schedules: Iterable[Schedule], now: datetime) -> Settled:
+        """Apply the catch-up rules to schedules whose `next_run_at` passed unfired.
+
+        An instant an earlier process claimed costs no pacing budget.
+        """
+        window = self._settings().catchup_window
+        plans = {}
+        for schedule in schedules:
+            if schedule.next_run_at is not None:
+                plan = plan_catchup(schedule, schedule.next_run_at, now, default_window=window)
+                plans[schedule.id] = (schedule, plan)
+        moves, runs, retired = [], [], []
+        for schedule, plan in plans.values():
+            if plan.catchup_at is None and schedule.schedule_type == ScheduleType.ONE_TIME:
+                retired.append(schedule)
+                continue
+            moves.append((schedule.id, schedule.next_run_at, plan.next_run_at))
+            runs.extend(_settling_runs(schedule, plan, now))
+        moved, claimed = await self.store.claim_catchups(moves, runs)
+        queued = self._queue(claimed, plans)
+        await self._retire(retired, plans, now)
+        return Settled(
+            moved=[(plans[sid][0], plans[sid][1].next_run_at) for sid in moved],
+            retired=[schedule.id for schedule in retired],
+            queued=queued,
+        )
+
+    async def _retire(
+        self,
+        retired: Sequence[Schedule],
+        plans: dict[str, tuple[Schedule, CatchupPlan]],
+        now: datetime,
+    ) -> None:
+        """One_time schedules whose instant is past its window: record it missed, disable."""
+        missed = [run for s in retired for run in _settling_runs(s, plans[s.id][1], now)]
+        self._queue(await self.store.claim_runs(missed), plans)
+        for schedule in retired:
+            assert schedule.next_run_at is not None
+            await self.store.disable_if_due(schedule.id, schedule.next_run_at, now=now)
+
+    def _queue(self, claimed: Sequence[Run], plans: dict[str, tuple[Schedule, CatchupPlan]]) -> int:
+        """Log the missed runs; queue the catch-ups, each to be dropped once its schedule's
+        next regular instant is due (a one_time schedule has none)."""
+        pending = []
+        for run in claimed:
+            schedule, plan = plans[run.schedule_id]
+            about = {"schedule_id": run.schedule_id, "run_id": run.id}
+            scheduled_for = run.scheduled_for.isoformat()
+            if run.status == RunStatus.MISSED:
+                metrics.RUNS.labels(RunStatus.MISSED.value).inc()
+                metrics.MISSED_RUNS.inc()
+                log.warning("run_missed", **about, scheduled_for=scheduled_for, error=run.error)
+                continue
+            one_time = schedule.schedule_type == ScheduleType.ONE_TIME
+            pending.append(PendingLaunch(run, schedule, None if one_time else plan.next_run_at))
+            log.info(
+                "catchup_scheduled", **about, scheduled_for=scheduled_for, window_s=plan.window
+            )
+        self.pacer.add(pending)
+        return len(pending)
+
+    # -- release ---------------------------------------------------------------------------
+
+    async def _release(self, batch: Sequence[PendingLaunch]) -> int:
+        """The pacer's turn: launch each queued run, or end it as `catchup_release` says.
+        Answers how many launched (only those spend the pacing budget)."""
+        if self._closing:
+            return 0
+        current = await self.store.get_schedules({item.run.schedule_id for item in batch})
+        now, launched, dropped = self.clock.now(), 0, []
+        for item in batch:
+            schedule = current.get(item.run.schedule_id)
+            in_progress = self._in_progress(item.run.schedule_id)
+            verdict = catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+            if verdict is not None or schedule is None:
+                error = verdict.error if verdict else "catch-up dropped: the schedule is gone"
+                status = verdict.status if verdict else RunStatus.MISSED
+                dropped.append(RunOutcome(item.run.id, status, finished_at=now, error=error))
+                continue
+            identity = fire_identity(schedule, self._directory.current)
+            log_fired(item.run, identity, now)
+            self._launch(Launch(schedule, item.run, identity, item.note, item.resend))
+            launched += 1
+        if dropped:
+            await asyncio.gather(*(self._finisher.finish(outcome) for outcome in dropped))
+        return launched
+
+
+def _settling_runs(schedule: Schedule, plan: CatchupPlan, now: datetime) -> list[Run]:
+    """The `missed` run of a plan's older instants and the `launching` catch-up run."""
+    runs = []
+    if plan.missed is not None:
+        runs.append(
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=plan.missed.first,
+                trigger=natural_trigger(schedule),
+                started_at=now,
+                status=RunStatus.MISSED,
+                finished_at=now,
+                error=plan.missed_error(),
+            )
+        )
+    if plan.catchup_at is not None:
+        runs.append(
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=plan.catchup_at,
+                trigger=RunTrigger.CATCHUP,
+                started_at=now,
+            )
+        )
+    return runs

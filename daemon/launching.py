@@ -1,0 +1,130 @@
+"""Carrying out one run's launch: identity check, dispatch mark, the launcher, the outcome.
+
+A run's request leaves only once the run is durably marked as dispatched: after a crash, a
+run still `launching` without the mark never reached the session service and may be
+launched again (see `daemon.firing.plan_recovery`). Every outcome, whatever happened, goes
+to the finisher, so no launch leaves its run `launching` while the process lives.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from daemon import metrics
+from daemon.finisher import Finisher
+from daemon.firing import FireIdentity
+from daemon.launchers import Launcher, LaunchRequest, LaunchResult
+from daemon.slots import LaunchSlots
+from storage.clock import Clock
+from storage.db import StoreUnavailable
+from storage.domain import Run, RunOutcome, Schedule
+from storage.enums import RunStatus, RunTrigger
+from storage.store import Store
+
+log = structlog.get_logger("agentcron.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """One run to launch. `note` goes into the run's error (a relaunch says so); `resend`:
+    the request was dispatched before, by a process that died (no new mark is needed)."""
+
+    schedule: Schedule
+    run: Run
+    identity: FireIdentity
+    note: str | None = None
+    resend: bool = False
+
+
+class LaunchRunner:
+    """Launches runs through the current launcher within the slots' sending limit."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        slots: LaunchSlots[Any],
+        finisher: Finisher,
+        launcher: Launcher,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.slots = slots
+        self.finisher = finisher
+        self.launcher = launcher
+
+    async def run(self, launch: Launch) -> None:
+        """Launch, then finish the run with the outcome (returns once it is committed)."""
+        await self.finisher.finish(await self._outcome_of(launch))
+
+    async def _outcome_of(self, launch: Launch) -> RunOutcome:
+        if launch.identity.refusal is not None:
+            result = LaunchResult(attempts=0, error=launch.identity.refusal)
+            return self._outcome(launch, result)
+        schedule = launch.schedule
+        session_id = None
+        if schedule.is_stateful:
+            session_id = schedule.target_devin_id or schedule.stateful_session_id
+        identity = launch.identity
+        request = LaunchRequest(
+            launch.run.id, schedule, identity.user_id, identity.as_user, session_id
+        )
+        launcher = self.launcher  # a reload may swap it: this launch stays on this one
+        async with self.slots.sending():
+            started = time.monotonic()
+            try:
+                result = await self._dispatch(launcher, request, resend=launch.resend)
+            except Exception as exc:  # a launcher bug must not leave the run launching
+                log.exception("launcher_crashed", schedule_id=schedule.id, run_id=launch.run.id)
+                result = LaunchResult(attempts=1, error=f"launcher error: {exc!r}")
+            finally:
+                metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
+        return self._outcome(launch, result)
+
+    async def _dispatch(
+        self, launcher: Launcher, request: LaunchRequest, *, resend: bool
+    ) -> LaunchResult:
+        """Send the launch request, once its run is durably marked as dispatched."""
+        if not resend:
+            try:
+                await self.store.mark_dispatched(request.run_id, at=self.clock.now())
+            except StoreUnavailable as exc:
+                return LaunchResult(attempts=0, error=f"not launched: {exc}")
+        return await launcher.launch(request)
+
+    def _outcome(self, launch: Launch, result: LaunchResult) -> RunOutcome:
+        error = result.error
+        if launch.note is not None:
+            error = launch.note if error is None else f"{launch.note}; {error}"
+        return RunOutcome(
+            run_id=launch.run.id,
+            status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
+            finished_at=self.clock.now(),
+            attempts=result.attempts,
+            identity=launch.identity.user_id,
+            session_id=result.session_id,
+            session_url=result.session_url,
+            error=error,
+        )
+
+
+def log_fired(run: Run, identity: FireIdentity, now: datetime) -> None:
+    """A run is about to launch: its event, its lateness against the nominal instant."""
+    lateness = (now - run.scheduled_for).total_seconds()
+    metrics.FIRE_LATENESS.observe(max(lateness, 0.0))
+    if run.trigger == RunTrigger.CATCHUP:
+        metrics.CATCHUP_RUNS.inc()
+    log.info(
+        "schedule_fired",
+        schedule_id=run.schedule_id,
+        run_id=run.id,
+        trigger=run.trigger.value,
+        identity=identity.user_id,
+        lateness_s=round(lateness, 3),
+    )
