@@ -131,6 +131,29 @@ def test_a_one_time_missed_while_killed_runs_once_as_a_catchup(
     assert len(sessions.recorded()) == 1
 
 
+async def seed_schedules(
+    db_path: Path, count: int, *, name: str, cron: str, created: datetime
+) -> list[str]:
+    """`count` schedules `name-0000`… on `cron`, written to the database before a daemon
+    opens it, as made at `created`; answers their ids."""
+    store = await Store.open(db_path)
+    try:
+        ids = []
+        for i in range(count):
+            schedule = Schedule(
+                org_id=ORG,
+                name=f"{name}-{i:04}",
+                prompt=f"{name} {i}",
+                created_at=created,
+                updated_at=created,
+                cron=cron,
+            )
+            ids.append((await store.create_schedule(schedule, now=created)).id)
+        return ids
+    finally:
+        await store.close()
+
+
 async def _seed_missed(db_path: Path, count: int) -> list[str]:
     """`count` daily schedules created three days ago: each missed three days of fires and
     today's, 30 minutes ago (inside the default one-hour catch-up window)."""
@@ -138,24 +161,7 @@ async def _seed_missed(db_path: Path, count: int) -> list[str]:
     latest = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
     cron = f"{latest.minute} {latest.hour} * * *"
     created = now - timedelta(days=3, minutes=31)
-    store = await Store.open(db_path)
-    try:
-        ids = []
-        for i in range(count):
-            schedule = Schedule(
-                org_id=ORG,
-                name=f"daily-{i:03}",
-                prompt=f"report {i}",
-                created_at=created,
-                updated_at=created,
-                cron=cron,
-            )
-            stored = await store.create_schedule(schedule, now=created)
-            assert stored.next_run_at is not None and stored.next_run_at < now
-            ids.append(stored.id)
-        return ids
-    finally:
-        await store.close()
+    return await seed_schedules(db_path, count, name="daily", cron=cron, created=created)
 
 
 def test_a_burst_of_missed_schedules_catches_up_at_the_configured_rate(
@@ -168,7 +174,7 @@ def test_a_burst_of_missed_schedules_catches_up_at_the_configured_rate(
     requests = sessions.recorded()
     assert len(requests) == 200
     titles = sorted(request["body"]["title"] for request in requests)
-    assert titles == [f"daily-{i:03}" for i in range(200)]  # each schedule exactly once
+    assert titles == [f"daily-{i:04}" for i in range(200)]  # each schedule exactly once
     times = sorted(request["at"] for request in requests)
     assert times[-1] - times[0] >= 3.5  # 200 at 50 per second: the last one ~4 s after the first
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)

@@ -22,10 +22,8 @@ from typing import Any
 
 import pytest
 
-from storage.domain import Schedule
-from storage.store import Store
-from tests.e2e.conftest import ORG, DaemonProcess, base_config, free_port, write_config
-from tests.e2e.test_catchup import SessionRecorder
+from tests.e2e.conftest import DaemonProcess, base_config, free_port, write_config
+from tests.e2e.test_catchup import SessionRecorder, seed_schedules
 
 CATCHUP_RATE = 5.0
 
@@ -49,22 +47,7 @@ def _config(tmp_path: Path, sessions: SessionRecorder) -> Path:
 
 async def _seed(db_path: Path, count: int) -> list[str]:
     now = datetime.now(UTC)
-    store = await Store.open(db_path)
-    try:
-        ids = []
-        for i in range(count):
-            schedule = Schedule(
-                org_id=ORG,
-                name=f"minutely-{i:04}",
-                prompt=f"check {i}",
-                created_at=now,
-                updated_at=now,
-                cron="* * * * *",
-            )
-            ids.append((await store.create_schedule(schedule, now=now)).id)
-        return ids
-    finally:
-        await store.close()
+    return await seed_schedules(db_path, count, name="minutely", cron="* * * * *", created=now)
 
 
 def _next_minute(after: datetime) -> datetime:
