@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.operator_cli import add_commands as add_operator_commands
+from daemon.operator_cli import separate_json_body
 from storage import cron
 from storage.identities import token_sha256
 
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(separate_json_body(given))
     func: Command = args.func
     return func(args)
 
