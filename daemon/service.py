@@ -26,6 +26,7 @@ from daemon.engine import Engine
 from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.notify import Notifier
+from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
@@ -79,6 +80,7 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         config = self.config
+        log_config_warnings(config)
         store = await Store.open(config.storage.path)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))
