@@ -1,8 +1,10 @@
-"""`agentcron` command line: serve, check-config, cron next, token new (and the operator CLI)."""
+"""`agentcron` command line: serve, check-config, backup, cron next, token new, --version
+(and the operator CLI)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.operator_cli import add_commands as add_operator_commands
+from daemon.operator_cli import separate_json_body
 from storage import cron
 from storage.identities import token_sha256
 
@@ -36,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError, load_config
+    from daemon.preflight import config_warnings
 
     try:
         config = load_config(Path(args.config))
@@ -46,6 +50,25 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.config}: ok ({len(config.orgs)} orgs, {len(config.service_users)} service users, "
         f"{len(config.schedules)} schedules, {len(config.playbooks)} playbooks)"
     )
+    for warning in config_warnings(config):  # valid, so still exit 0
+        print(f"{args.config}: warning: {warning.message} [{warning.event}]", file=sys.stderr)
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from daemon.config import ConfigError, load_storage_path
+    from storage.backup import BackupError, backup_database
+
+    try:
+        source = load_storage_path(Path(args.config))
+        backup_database(source, Path(args.path))
+    except ConfigError as exc:
+        print(f"agentcron: configuration error:\n{exc}", file=sys.stderr)
+        return 1
+    except BackupError as exc:
+        print(f"agentcron: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {source} to {args.path}")
     return 0
 
 
@@ -97,8 +120,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("agentcron")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentcron", description="Cron for AI-agent sessions.")
+    parser.add_argument("--version", action="version", version=f"agentcron {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
@@ -108,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("--config", required=True)
     check.set_defaults(func=_check_config)
+
+    backup = commands.add_parser(
+        "backup",
+        help="copy the database to a new file, safely while the daemon runs",
+        description="Copy the database the configuration names to PATH with SQLite's online "
+        "backup API: a consistent copy, taken while the daemon keeps serving and writing. "
+        "PATH must not exist; it is created readable by its owner only.",
+    )
+    backup.add_argument("path", metavar="PATH", help="the new file to write")
+    backup.add_argument("--config", required=True, help="path of the TOML configuration")
+    backup.set_defaults(func=_backup)
 
     cron_cmd = commands.add_parser("cron", help="cron expression tools")
     cron_sub = cron_cmd.add_subparsers(dest="cron_command", required=True)
@@ -129,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(separate_json_body(given))
     func: Command = args.func
     return func(args)
 

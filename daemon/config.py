@@ -612,6 +612,22 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return _anchored(config, source)
 
 
+def load_storage_path(path: str | os.PathLike[str]) -> Path:
+    """The database file that the configuration at `path` names, reading only `[storage]`.
+
+    For tools that need the file and nothing else (`agentcron backup`): the secrets that the
+    rest of the file names need not be at hand. Raises ConfigError as `load_config` does.
+    """
+    source = Path(path).absolute()
+    text = _read_text(source)
+    data = _parse_toml(text, source)
+    try:
+        config = Config.model_validate({"storage": data.get("storage", {})})
+    except ValidationError as error:
+        raise ConfigError(_problems(error, text, source)) from None
+    return _anchored(config, source).storage.path
+
+
 def _anchored(config: Config, source: Path) -> Config:
     storage = config.storage.model_copy(update={"path": source.parent / config.storage.path})
     return config.model_copy(update={"source_path": source, "storage": storage})

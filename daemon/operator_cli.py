@@ -3,7 +3,7 @@
     agentcron schedules list [--limit N] [--offset N]
     agentcron schedules get ID
     agentcron schedules create --name NAME --prompt TEXT (--frequency CRON | --scheduled-at ISO)
-    agentcron schedules patch ID [--enabled | --disabled] [--frequency CRON] [...]
+    agentcron schedules patch ID [--enabled | --disabled] [--frequency CRON] [--body JSON] [...]
     agentcron schedules delete ID
     agentcron schedules trigger ID
     agentcron schedules runs ID [--limit N] [--offset N]
@@ -15,10 +15,12 @@ It asks for every schedule of the org (`agents=all`), those of agents other than
 (made through the AgentScope façade) too, which Devin clients are not shown.
 
 Output is an aligned table (lists) or `key: value` lines (one object) for people; `--json`
-prints the server's JSON unchanged, for scripts. On create and patch, `--json BODY` also
-sends BODY (a JSON object, or `-` to read it from standard input) as the request body; the
-field flags given as well override its keys. On create, `--scheduled-at` without
-`--frequency` or `--type` makes a one_time schedule.
+prints the server's JSON unchanged, for scripts. On create and patch, `--body BODY` sends
+BODY (a JSON object, or `-` to read it from standard input) as the request body; the field
+flags given as well override its keys. `--json BODY`, where BODY starts with `{` or is `-`,
+is short for `--json --body BODY`; any other argument after `--json` is left alone, so
+`patch --json ID --enabled` works. On create, `--scheduled-at` without `--frequency` or
+`--type` makes a one_time schedule.
 
 Exit status: 0 done; 1 the server refused (its `detail` is printed) or could not be reached;
 2 a usage error. The client is synchronous (`urllib`): one request per command, no event loop.
@@ -146,9 +148,17 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_fields(obj: dict[str, JSON]) -> str:
-    """`key: value` lines in the server's order, keys aligned."""
-    width = max((len(key) for key in obj), default=0)
-    return "\n".join(f"{key.ljust(width)}  {_field_text(value)}" for key, value in obj.items())
+    """`key: value` lines in the server's order, values aligned; one line per key (text
+    with line breaks is shown JSON-quoted)."""
+    width = max((len(key) for key in obj), default=0) + 1
+    return "\n".join(
+        f"{(key + ':').ljust(width)} {_one_line(value)}".rstrip() for key, value in obj.items()
+    )
+
+
+def _one_line(value: JSON) -> str:
+    text = _field_text(value)
+    return json.dumps(text) if "\n" in text or "\r" in text else text
 
 
 def _field_text(value: JSON) -> str:
@@ -272,15 +282,15 @@ def json_body(text: str) -> dict[str, JSON]:
     try:
         body = json.loads(text)
     except ValueError as error:
-        raise CliError(f"--json: not valid JSON: {error}", EXIT_USAGE) from None
+        raise CliError(f"--body: not valid JSON: {error}", EXIT_USAGE) from None
     if not isinstance(body, dict):
-        raise CliError("--json: the body must be a JSON object", EXIT_USAGE)
+        raise CliError("--body: the body must be a JSON object", EXIT_USAGE)
     return body
 
 
 def request_body(args: argparse.Namespace, *, run_as_key: str) -> dict[str, JSON]:
-    """The body of create/patch: `--json BODY` if given, overridden by the field flags."""
-    body = json_body(args.json) if isinstance(args.json, str) else {}
+    """The body of create/patch: `--body BODY` if given, overridden by the field flags."""
+    body = json_body(args.body) if args.body is not None else {}
     for dest, key in _BODY_FLAGS.items():
         if (value := getattr(args, dest)) is not None:
             body[key] = value
@@ -355,7 +365,7 @@ def run_command(args: argparse.Namespace) -> int:
     except CliError as error:
         print(f"agentcron: {error}", file=sys.stderr)
         return error.exit_code
-    print(json.dumps(answer, indent=2) if args.json is not False else render(answer))
+    print(json.dumps(answer, indent=2) if args.json else render(answer))
     return 0
 
 
@@ -400,14 +410,37 @@ def _add_json_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the server's JSON")
 
 
+def separate_json_body(argv: Sequence[str]) -> list[str]:
+    """`argv` with `--json BODY` and `--json=BODY` spelt `--json --body BODY`.
+
+    `--json` once took the request body as an optional value, which swallowed a schedule
+    id after it. It is a flag now; the body's short form is kept only where it cannot be
+    mistaken: BODY is taken if it is `-` or starts with `{` (a JSON object), which neither
+    a schedule id nor a flag does.
+    """
+    separated: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg.startswith("--json="):
+            separated += ["--json", "--body", arg.removeprefix("--json=")]
+        elif index > 0 and argv[index - 1] == "--json" and _is_body(arg):
+            separated += ["--body", arg]
+        else:
+            separated.append(arg)
+    return separated
+
+
+def _is_body(arg: str) -> bool:
+    return arg == "-" or arg.lstrip().startswith("{")
+
+
 def _add_field_flags(parser: argparse.ArgumentParser) -> None:
+    _add_json_output(parser)
     parser.add_argument(
-        "--json",
-        nargs="?",
-        const=True,
-        default=False,
+        "--body",
         metavar="BODY",
-        help="print JSON; with BODY (a JSON object, or - for stdin) also send it as the body",
+        help="send BODY, a JSON object (- reads it from stdin), as the request body; the "
+        "flags below override its keys. `--json BODY` (BODY is - or starts with {) is "
+        "short for `--json --body BODY`",
     )
     parser.add_argument("--name")
     parser.add_argument("--prompt")

@@ -28,6 +28,7 @@ from daemon.fdlimit import raise_fd_limit
 from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.notify import Notifier
+from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
@@ -85,6 +86,7 @@ class Daemon:
         # First of all: a second daemon on this database stops here, having written nothing.
         stack.enter_context(lock_database(config.storage.path))
         fd_limit = raise_fd_limit(config.server.max_connections)
+        log_config_warnings(config)
         store = await Store.open(config.storage.path)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))

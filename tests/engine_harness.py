@@ -2,15 +2,18 @@
 
 `EngineHarness` creates schedules as the API does (store write, then `engine.changed`), moves
 a schedule's next instant to "in a moment" so overlap can be exercised without waiting a
-cron minute, and waits on the store with deadlines.
+cron minute, and waits on the store with deadlines. A finished run is also waited for until
+the engine has reported it (`on_finished`, after its log event): the store shows it settled
+a moment earlier, as soon as the writer thread commits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
@@ -35,6 +38,10 @@ SETTINGS = SchedulerConfig(
     horizon=300.0,
     missed_run_grace=2.0,
 )
+
+
+_REPORTED: Final = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.INTERRUPTED})
+"""The run statuses the engine hands to `on_finished`."""
 
 
 def now() -> datetime:
@@ -70,6 +77,7 @@ class EngineHarness:
         self.http = http
         self.settings = settings
         self.finished: list[FinishedRun] = []
+        self._reported = asyncio.Event()
         self.engine = self.new_engine()
 
     def new_engine(self) -> Engine:
@@ -79,8 +87,12 @@ class EngineHarness:
             clock=SystemClock(),
             settings=self.settings,
             launcher=http_launcher(self.service, self.http),
-            on_finished=self.finished.append,
+            on_finished=self._on_finished,
         )
+
+    def _on_finished(self, item: FinishedRun) -> None:
+        self.finished.append(item)
+        self._reported.set()
 
     async def create(self, **fields: Any) -> Schedule:
         """Store a schedule and tell the engine, as the API does."""
@@ -108,14 +120,31 @@ class EngineHarness:
         return list(reversed(page.items))
 
     async def finished_runs(self, schedule_id: str, count: int, within: float = 5.0) -> list[Run]:
-        """Wait until the schedule has `count` runs that are no longer launching."""
+        """Wait until the schedule has `count` runs that are no longer launching, and the
+        engine has reported each of them that it reports (skipped and missed runs are only
+        recorded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
 
         async def done() -> list[Run] | None:
             runs = await self.runs(schedule_id)
             settled = [run for run in runs if run.status != RunStatus.LAUNCHING]
             return runs if len(settled) >= count else None
 
-        return await eventually(done, within=within)
+        runs = await eventually(done, within=within)
+        reported = {run.id for run in runs if run.status in _REPORTED}
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._reported_all(reported)
+        except TimeoutError:
+            raise TimeoutError(f"runs {reported} settled but were not all reported") from None
+        return runs
+
+    async def _reported_all(self, run_ids: set[str]) -> None:
+        """Return once every run in `run_ids` has been through `on_finished`."""
+        while not run_ids <= {item.run.id for item in self.finished}:
+            self._reported.clear()
+            await self._reported.wait()
 
     async def run_with_status(
         self, schedule_id: str, statuses: Sequence[RunStatus], within: float = 5.0

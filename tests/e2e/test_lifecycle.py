@@ -92,6 +92,24 @@ def test_an_invalid_config_stops_start_up_naming_the_key_and_line(
     assert not any("READY" in message for message in notify_socket.drain())
 
 
+def test_an_http_launcher_without_its_token_is_a_warning_at_start_up(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
+    settings = base_config(free_port())
+    unset = "AGENTCRON_E2E_UNSET_TOKEN"
+    settings["launcher"] = {"type": "http", "url": "http://127.0.0.1:9/s", "token_env": unset}
+    config = write_config(tmp_path / "config.toml", settings)
+
+    daemon = start_daemon(config, {unset: "", "CREDENTIALS_DIRECTORY": ""})
+
+    daemon.wait_for_event("daemon_ready")
+    names = [event["event"] for event in daemon.events()]
+    assert names.index("launcher_token_missing") < names.index("daemon_ready")
+    warning = daemon.wait_for_event("launcher_token_missing")
+    assert (warning["level"], warning["token_env"]) == ("warning", unset)
+    assert "without an Authorization header" in warning["reason"]
+
+
 def test_sigint_stops_like_sigterm(tmp_path: Path, start_daemon: StartDaemon) -> None:
     config = write_config(tmp_path / "config.toml", base_config(free_port()))
     daemon = start_daemon(config)

@@ -49,6 +49,12 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(ok(result))
 
 
+def fields(output: str) -> dict[str, str]:
+    """The `key: value` lines of one object's output."""
+    pairs = (line.partition(": ") for line in output.splitlines())
+    return {key: value.strip() for key, colon, value in pairs if colon}
+
+
 def create_nightly(daemon: DaemonProcess) -> dict[str, Any]:
     return ok_json(
         cli(
@@ -95,8 +101,9 @@ def test_create_list_get_patch_delete(daemon: DaemonProcess) -> None:
     listed = ok_json(cli(daemon, "list", "--json"))
     assert [item["scheduled_session_id"] for item in listed["items"]] == [schedule_id]
 
-    shown = ok(cli(daemon, "get", schedule_id))
-    assert any(line.split(None, 1) == ["name", "nightly"] for line in shown.splitlines())
+    shown = ok(cli(daemon, "get", schedule_id)).splitlines()
+    assert all(line.split()[0].endswith(":") for line in shown)
+    assert fields("\n".join(shown))["name"] == "nightly"
 
     patched = ok_json(
         cli(daemon, "patch", schedule_id, "--disabled", "--name", "nightly-2", "--json")
@@ -130,12 +137,21 @@ def test_create_one_time_from_flags_prints_fields(daemon: DaemonProcess) -> None
         )
     )
 
-    fields = dict(
-        line.split(None, 1) for line in output.splitlines() if len(line.split(None, 1)) == 2
-    )
-    assert fields["schedule_type"] == "one_time"
-    assert fields["scheduled_at"].startswith("2099-01-01T09:00:00")
-    assert fields["name"] == "once"
+    shown = fields(output)
+    assert shown["schedule_type"] == "one_time"
+    assert shown["scheduled_at"].startswith("2099-01-01T09:00:00")
+    assert shown["name"] == "once"
+
+
+def test_json_before_the_id_prints_json_and_body_sends_one(daemon: DaemonProcess) -> None:
+    schedule_id = create_nightly(daemon)["scheduled_session_id"]
+
+    disabled = ok_json(cli(daemon, "patch", "--json", schedule_id, "--disabled"))
+    enabled = ok_json(cli(daemon, "patch", "--json", schedule_id, "--enabled"))
+    renamed = ok(cli(daemon, "patch", schedule_id, "--body", '{"name": "renamed"}'))
+
+    assert (disabled["enabled"], enabled["enabled"]) == (False, True)
+    assert fields(renamed)["name"] == "renamed"
 
 
 def test_trigger_then_runs(daemon: DaemonProcess, tmp_path: Path) -> None:
@@ -180,7 +196,7 @@ def test_a_validation_error_names_the_field_and_exits_1(daemon: DaemonProcess) -
 
 def test_usage_errors_exit_2(daemon: DaemonProcess) -> None:
     no_token = run_cli("schedules", "list", "--url", daemon.base_url, env={"AGENTCRON_TOKEN": ""})
-    bad_body = cli(daemon, "create", "--json", "[1, 2]")
+    bad_body = cli(daemon, "create", "--body", "[1, 2]")
     unknown = cli(daemon, "frobnicate")
 
     assert (no_token.returncode, bad_body.returncode, unknown.returncode) == (2, 2, 2)

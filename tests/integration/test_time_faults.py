@@ -39,19 +39,38 @@ MINUTE = timedelta(minutes=1)
 
 
 class WallClock:
-    """The machine's wall clock, which the test can make jump: real time plus an offset."""
+    """The machine's wall clock, which the test can make jump: real time plus an offset.
+
+    It can also be held still while a test sets up (`hold`), so that an instant placed a
+    moment ahead is still ahead however slowly the machine runs the set-up; `release`
+    lets it run on from where it stood. APScheduler, reading the held clock, finds nothing
+    due and waits again.
+    """
 
     def __init__(self) -> None:
         self.offset = timedelta()
+        self.held: datetime | None = None
 
     def now(self) -> datetime:
+        if self.held is not None:
+            return self.held
         return datetime.now(UTC) + self.offset
 
     def jump(self, by: timedelta) -> None:
-        self.offset += by
+        if self.held is not None:
+            self.held += by
+        else:
+            self.offset += by
 
     def set(self, moment: datetime) -> None:
         self.jump(moment - self.now())
+
+    def hold(self) -> None:
+        self.held = self.now()
+
+    def release(self) -> None:
+        moment, self.held = self.now(), None
+        self.set(moment)
 
 
 def scheduler_datetime(clock: WallClock) -> type[datetime]:
@@ -146,7 +165,9 @@ async def fired_once_at_a_minute(clocked: Clocked) -> tuple[Schedule, Run]:
     """An every-minute schedule that has just fired, on its timer, at a whole minute."""
     minute = clocked.clock.now().replace(second=0, microsecond=0) + 2 * MINUTE
     clocked.clock.set(minute - timedelta(seconds=1.5))
+    clocked.clock.hold()  # the minute stays ahead until the schedule exists
     schedule = await clocked.create()
+    clocked.clock.release()
     assert schedule.next_run_at == minute
     (run,) = await clocked.moved_past(schedule.id, minute)
     assert (run.scheduled_for, run.trigger, run.status) == (minute, "cron", "succeeded")
@@ -225,15 +246,18 @@ async def test_a_forward_jump_is_downtime_one_catch_up_and_one_missed_record(
 ) -> None:
     """The pending instant is `ahead` s away when the clock jumps to `gap` + 30 s past it:
     within the horizon its timer is already held (and goes off late), beyond it only the
-    refill sees it."""
+    refill sees it. The clock stands still until the jump, so the instant is still `ahead`
+    s away then, however long the set-up took."""
     pending = clocked.clock.now().replace(second=0, microsecond=0) + 2 * MINUTE
     clocked.clock.set(pending - timedelta(seconds=ahead))
+    clocked.clock.hold()
     await refills_seen(clocked.engine, 1)  # the horizon now reaches `pending` or not
     schedules = [await clocked.create() for _ in range(5)]
     assert {schedule.next_run_at for schedule in schedules} == {pending}
     held = prometheus_client.REGISTRY.get_sample_value("agentcron_timers_held")
     assert held == (len(schedules) if ahead < 2 else 0)
 
+    clocked.clock.release()
     clocked.clock.set(pending + gap + timedelta(seconds=30))
     latest = pending + gap
 

@@ -18,6 +18,7 @@ from daemon.config import (
     ConfigError,
     ServiceUserConfig,
     load_config,
+    load_storage_path,
     parse_duration,
 )
 from daemon.reload import keep_restart_keys
@@ -687,6 +688,26 @@ def token_env_config(tmp_path: Path, name: str = "AGENTCRON_TEST_TOKEN") -> Path
         token_env = "{name}"
         """,
     )
+
+
+def test_the_storage_path_is_read_without_the_secrets_the_file_names(tmp_path: Path) -> None:
+    path = token_env_config(tmp_path)  # AGENTCRON_TEST_TOKEN is not set
+    path.write_text(path.read_text() + '\n[storage]\npath = "data/agentcron.db"\n')
+
+    assert load_storage_path(path) == tmp_path / "data" / "agentcron.db"
+    with pytest.raises(ConfigError):  # which the whole file needs
+        load_config(path)
+    assert load_storage_path(write_config(tmp_path, "")) == tmp_path / "agentcron.db"
+
+
+def test_a_bad_storage_path_is_a_located_config_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path, BASE + "\n[storage]\npath = 7\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_storage_path(path)
+
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.line) == ("storage.path", line_of(path, "path = 7"))
 
 
 def test_token_sha256_is_normalised_to_lowercase(tmp_path: Path) -> None:
