@@ -13,12 +13,13 @@ the answer is sent, so it is in effect by then.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from api.agentscope_models import (
     CreateScheduleRequest,
@@ -36,10 +37,11 @@ from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
 from api.views import EDIT_HEADERS, edit_headers, respond
-from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
+from storage.catalogue import wire_names
 from storage.domain import Schedule
 from storage.enums import Permission, Source
 from storage.store import NotFound
+from storage.values import valid_cron, valid_timezone
 
 _TAGS = ("agentscope",)
 _LIST_BATCH = 500
@@ -102,33 +104,42 @@ async def owned_schedule(request: web.Request, caller: Caller) -> Schedule:
 # -- validation and translation (pure) --------------------------------------------------
 
 
-def _cron_items(expr: str | None) -> tuple[str | None, list[dict[str, Any]]]:
-    if expr is None:
-        return None, []
-    try:
-        return validate_cron(expr), []
-    except CronError as exc:
-        item = {"loc": ["body", "cron_expression"], "msg": str(exc), "type": "value_error"}
-        return None, [item]
+_CREATE_KEYS = wire_names("agentscope", "create")
+_PATCH_KEYS = wire_names("agentscope", "patch")
+"""{schedule field: request key} (`description` is `prompt`, `cron_expression` `cron`...)."""
 
 
-def _timezone_items(name: str | None) -> list[dict[str, Any]]:
-    if name is None:
-        return []
+def _checked(
+    key: str, value: str | None, check: Callable[[str], str], refusals: list[dict[str, Any]]
+) -> str | None:
+    """`check(value)`, or None with the refusal added to `refusals`; None passes as None."""
+    if value is None:
+        return None
     try:
-        load_timezone(name)
-    except TimezoneError as exc:
-        return [{"loc": ["body", "timezone"], "msg": str(exc), "type": "value_error"}]
-    return []
+        return check(value)
+    except ValueError as exc:
+        refusals.append({"loc": ["body", key], "msg": str(exc), "type": "value_error"})
+        return None
 
 
 def checked_timing(cron_expression: str | None, timezone: str | None) -> str | None:
     """The normalised cron (None when not given); 422 naming every bad field."""
-    cron, items = _cron_items(cron_expression)
-    items += _timezone_items(timezone)
-    if items:
-        raise Unprocessable(items)
+    refusals: list[dict[str, Any]] = []
+    cron = _checked("cron_expression", cron_expression, valid_cron, refusals)
+    _checked("timezone", timezone, valid_timezone, refusals)
+    if refusals:
+        raise Unprocessable(refusals)
     return cron
+
+
+def _sent(body: BaseModel, keys: Mapping[str, str], cron: str | None) -> dict[str, Any]:
+    """The schedule fields `body` gives under `keys`, as stored: the cron normalised, the
+    chat model config as a plain object."""
+    fields = {name: getattr(body, key) for name, key in keys.items()}
+    fields["cron"] = cron
+    if (chat_model := fields.get("chat_model_config")) is not None:
+        fields["chat_model_config"] = chat_model.model_dump()
+    return fields
 
 
 def new_schedule(body: CreateScheduleRequest, caller: Caller, now: datetime) -> Schedule:
@@ -138,36 +149,17 @@ def new_schedule(body: CreateScheduleRequest, caller: Caller, now: datetime) -> 
     itself, whatever the client sends (see `CreateScheduleRequest`).
     """
     cron = checked_timing(body.cron_expression, body.timezone)
-    chat_model = body.chat_model_config
     return Schedule(
         org_id=caller.org_id,
-        name=body.name,
-        prompt=body.description,
         created_at=now,
         updated_at=now,
         owner_user_id=caller.user_id,
         created_by=caller.user_id,
         last_edited_by=caller.user_id,
         run_as_user_id=caller.user_id,
-        agent=body.agent_id,
-        cron=cron,
-        timezone=body.timezone,
-        enabled=body.enabled,
-        stateful=body.stateful,
-        permission_mode=body.permission_mode,
-        chat_model_config=None if chat_model is None else chat_model.model_dump(),
         source=Source.USER,
+        **_sent(body, _CREATE_KEYS, cron),
     )
-
-
-_DIRECT_FIELDS = {
-    "name": "name",
-    "description": "prompt",
-    "timezone": "timezone",
-    "enabled": "enabled",
-    "stateful": "stateful",
-    "permission_mode": "permission_mode",
-}
 
 
 def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
@@ -176,16 +168,8 @@ def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
     Re-enabling clears an auto-pause reason. Validates cron and timezone (422).
     """
     cron = checked_timing(body.cron_expression, body.timezone)
-    changes: dict[str, Any] = {
-        column: getattr(body, name)
-        for name, column in _DIRECT_FIELDS.items()
-        if getattr(body, name) is not None
-    }
-    if cron is not None:
-        changes["cron"] = cron
-    if body.chat_model_config is not None:
-        changes["chat_model_config"] = body.chat_model_config.model_dump()
-    return changes
+    sent = _sent(body, _PATCH_KEYS, cron)
+    return {name: value for name, value in sent.items() if value is not None}
 
 
 # -- handlers ---------------------------------------------------------------------------

@@ -10,14 +10,15 @@ carry every datetime with its offset.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.wire import run_fields
+from storage.catalogue import default_of
 from storage.domain import Run, Schedule
 from storage.enums import PermissionMode, RunStatus, RunTrigger, Source
-
-NonEmpty = Annotated[str, Field(min_length=1)]
+from storage.values import NonEmpty
 
 
 class _Request(BaseModel):
@@ -48,10 +49,10 @@ class CreateScheduleRequest(_Request):
     name: NonEmpty
     description: str = Field(default="", description="The task text each session receives.")
     cron_expression: str = Field(description="Standard 5-field cron (0 and 7 are Sunday).")
-    timezone: str = "UTC"
-    enabled: bool = True
-    stateful: bool = False
-    permission_mode: PermissionMode = PermissionMode.DONT_ASK
+    timezone: str = default_of("timezone")
+    enabled: bool = default_of("enabled")
+    stateful: bool = default_of("stateful")
+    permission_mode: PermissionMode = default_of("permission_mode")
     chat_model_config: ChatModelConfig | None = None
 
 
@@ -170,20 +171,9 @@ class SessionItem(BaseModel):
 
     @classmethod
     def of(cls, run: Run) -> SessionItem:
-        return cls(
-            session_id=run.session_id,
-            session_url=run.session_url,
-            run_id=run.id,
-            schedule_id=run.schedule_id,
-            status=run.status,
-            trigger=run.trigger,
-            scheduled_for=run.scheduled_for,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            identity=run.identity,
-            attempts=run.attempts,
-            error=run.error,
-        )
+        fields = run_fields(run)
+        fields["run_id"] = fields.pop("id")
+        return cls(**fields)
 
 
 class SessionList(BaseModel):

@@ -1,5 +1,10 @@
 """Wire models of the Devin v3 façade: schedule and playbook bodies, answers and queries.
 
+The schedule models are derived from `storage.catalogue`: which fields a create, a PATCH
+and the answer carry, under which names, with which defaults. This module adds only what
+is the Devin façade's own: the order its fields were published in, where it narrows a
+type, and what its documentation says.
+
 Request bodies are strict: an unknown key is refused (a typo such as `frequncy` must not be
 dropped silently) and nothing is coerced (`"yes"` is not a boolean, `"5"` not an integer).
 A datetime sent without an offset is read as UTC. Cron expressions and timezone names are
@@ -13,65 +18,34 @@ states exactly what each answer holds.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+import operator
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
-from storage.enums import DevinAgent, NotifyOn, Overlap, ScheduleType
+from api.wire import OffsetPage
+from storage.catalogue import ENTRIES, Operation, default_of, in_order, wire_names
+from storage.domain import Schedule
+from storage.enums import DevinAgent
+from storage.values import NonEmpty, TimezoneName, valid_cron
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-MAX_SECONDS = 10 * 366 * 86400.0
-"""Upper bound of the duration fields (`catchup_window_s`, `jitter_s`): ten years."""
-MAX_INT = 2**31 - 1
 MAX_OFFSET = 2**63 - 1
 """The largest integer SQLite stores; a larger list offset could never match anything."""
 DEVIN_AGENTS = frozenset(agent.value for agent in DevinAgent)
 """The agents of the schedules the Devin façade shows by default."""
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """Naive means UTC; aware is converted to UTC; only 1970..9998 is accepted."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("datetime is out of range") from None
-    if not EARLIEST <= moment < LATEST:
-        raise ValueError("datetime must be between 1970-01-01 and 9999-01-01 (UTC)")
-    return moment
+def _frequency(expr: str) -> str:
+    return valid_cron(expr, refusal="invalid cron expression: {reason}")
 
 
-def _cron(expr: str) -> str:
-    try:
-        return validate_cron(expr)
-    except CronError as exc:
-        raise ValueError(f"invalid cron expression: {exc}") from None
-
-
-def _timezone(name: str) -> str:
-    try:
-        load_timezone(name)
-    except TimezoneError as exc:
-        raise ValueError(str(exc)) from None
-    return name
-
-
-UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-NonEmpty = Annotated[str, Field(min_length=1)]
 Frequency = Annotated[
     str,
-    AfterValidator(_cron),
+    AfterValidator(_frequency),
     Field(description="Standard 5-field cron (0 and 7 are Sunday), read in `timezone`."),
 ]
-Timezone = Annotated[
-    str, AfterValidator(_timezone), Field(description="IANA timezone name; default UTC.")
-]
-Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
-IntervalCount = Annotated[int, Field(ge=1, le=MAX_INT)]
+Timezone = Annotated[TimezoneName, Field(description="IANA timezone name; default UTC.")]
 Macro = Annotated[str, Field(pattern=r"^![A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
 
 
@@ -83,56 +57,109 @@ class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# -- schedules ------------------------------------------------------------------------------
+class PlaybookInfo(_Answer):
+    playbook_id: str
+    title: str
 
 
-class _ScheduleFields(_Strict):
-    """The fields a create and an edit share, every one optional here; what a missing or
-    null value means differs between the two (see each)."""
+# -- schedules: derived from `storage.catalogue` -----------------------------------------------
 
-    name: NonEmpty | None = None
-    prompt: NonEmpty | None = None
-    schedule_type: ScheduleType | None = None
-    frequency: Frequency | None = None
-    scheduled_at: UTCDatetime | None = None
-    agent: DevinAgent | None = None
-    notify_on: NotifyOn | None = None
-    enabled: bool | None = None
-    playbook_id: str | None = None
-    slack_channel_id: str | None = None
-    slack_team_id: str | None = None
-    tags: list[str] | None = None
-    bypass_approval: bool | None = None
-    interval_count: IntervalCount | None = None
-    target_devin_id: str | None = None
-    platform: str | None = None
-    timezone: Timezone | None = None
-    start_at: UTCDatetime | None = None
-    end_at: UTCDatetime | None = None
-    overlap: Overlap | None = None
-    catchup_window_s: Seconds | None = None
-    jitter_s: Seconds | None = None
+_REQUEST_ORDER = tuple(
+    """name prompt schedule_type cron scheduled_at agent notify_on enabled playbook_id
+    slack_channel_id slack_team_id tags bypass_approval interval_count target_devin_id
+    platform timezone start_at end_at overlap catchup_window_s jitter_s run_as_user_id""".split()  # noqa: SIM905
+)
+"""The order the request fields were published in (the OpenAPI document and 422 answers
+list them so); a field added since follows, in catalogue order."""
+_ANSWER_ORDER = tuple(
+    """id org_id name prompt agent schedule_type cron scheduled_at enabled notify_on
+    playbook_id slack_channel_id slack_team_id consecutive_failures last_error_at
+    last_error_message last_executed_at created_at created_by updated_at tags bypass_approval
+    interval_count target_devin_id platform last_edited_by run_as_user_id timezone next_run_at
+    paused_reason overlap catchup_window_s jitter_s start_at end_at from_config""".split()  # noqa: SIM905
+)
+"""The order of the answer's keys: Devin's own, then agentcron's; a field added since
+follows, in catalogue order."""
+
+_REQUEST_TYPES: dict[str, Any] = {"agent": DevinAgent, "cron": Frequency, "timezone": Timezone}
+"""Where the Devin façade narrows the catalogue's type: only Devin's agents are accepted, and
+the cron and timezone are documented in the request."""
+_ANSWER_TYPES: dict[str, Any] = {
+    "playbook_id": PlaybookInfo | None,
+    "from_config": Literal["config"] | None,
+}
+"""The fields the answer renders in a shape of its own (see `DevinSchedule.of`)."""
+
+_RUN_AS = "Run as this org member (needs ImpersonateOrgSessions)"
+_DOCS: dict[Operation, dict[str, str]] = {
+    "create": {
+        **{
+            name: f"Default {str(default_of(name)).lower()}."
+            for name in ("schedule_type", "agent", "notify_on", "enabled", "overlap")
+        },
+        "run_as_user_id": f"{_RUN_AS}; default the bot.",
+    },
+    "patch": {"run_as_user_id": f"{_RUN_AS}; null: the bot."},
+    "answer": {
+        "id": "The schedule id.",
+        "agent": "devin, data_analyst or advanced; any agent id (e.g. of a schedule made "
+        "through the AgentScope façade) only when `agents=all` is asked for.",
+        "cron": "The cron expression.",
+        "run_as_user_id": "null: sessions run as the bot user.",
+        "next_run_at": "null when disabled or fired (one_time).",
+        "overlap": "What a fire does while the previous run launches.",
+        "catchup_window_s": "Catch-up window after downtime; null: the daemon's default.",
+        "jitter_s": "Upper bound of each fire's deterministic delay.",
+        "start_at": "No fire before this; null: no bound.",
+        "end_at": "No fire after this; null: no bound.",
+        "from_config": "Read-only. config: declared in the configuration file, whose next "
+        "reload reverts edits made through the API (their answers carry a Warning header); "
+        "null: made through the API.",
+    },
+}
+"""What the OpenAPI document says of a field, where its name and type do not say enough."""
 
 
-class ScheduleCreate(_ScheduleFields):
+def _request_field(name: str, operation: Operation) -> tuple[Any, Any]:
+    """A create's required fields are required; any other may be omitted or null (the
+    create then takes the default, the PATCH leaves or clears the field)."""
+    entry = ENTRIES[name]
+    kind = _REQUEST_TYPES.get(name, entry.wire)
+    if operation == "create" and entry.required:
+        return kind, ...
+    return kind | None, Field(default=None, description=_DOCS[operation].get(name))
+
+
+def _answer_field(name: str) -> tuple[Any, Any]:
+    """Every field of the answer is required, so the document states exactly what it holds."""
+    kind = _ANSWER_TYPES.get(name, ENTRIES[name].type)
+    return kind, Field(description=_DOCS["answer"].get(name))
+
+
+def _fields(operation: Operation) -> dict[str, Any]:
+    """{wire name: pydantic field} of what `operation` carries, from the catalogue."""
+    if operation == "answer":
+        names = in_order(wire_names("devin", operation), _ANSWER_ORDER)
+        return {wire: _answer_field(name) for name, wire in names.items()}
+    names = in_order(wire_names("devin", operation), _REQUEST_ORDER)
+    return {wire: _request_field(name, operation) for name, wire in names.items()}
+
+
+def _schedule_model(operation: Operation, base: type[BaseModel]) -> type[BaseModel]:
+    """The fields `operation` carries as a model to subclass (which names it)."""
+    return create_model(f"_{operation.title()}Fields", __base__=base, **_fields(operation))
+
+
+# The models' fields come from the catalogue, which mypy does not read: hence the ignores.
+
+
+class ScheduleCreate(_schedule_model("create", _Strict)):  # type: ignore[misc]
     """POST `/schedules`. `frequency` is required for recurring schedules (the default type),
     `scheduled_at` (in the future) for one_time ones. An optional field sent as null takes
     its default."""
 
-    name: NonEmpty
-    prompt: NonEmpty
-    schedule_type: ScheduleType | None = Field(default=None, description="Default recurring.")
-    agent: DevinAgent | None = Field(default=None, description="Default devin.")
-    notify_on: NotifyOn | None = Field(default=None, description="Default failure.")
-    enabled: bool | None = Field(default=None, description="Default true.")
-    overlap: Overlap | None = Field(default=None, description="Default skip.")
-    create_as_user_id: str | None = Field(
-        default=None,
-        description="Run as this org member (needs ImpersonateOrgSessions); default the bot.",
-    )
 
-
-class ScheduleUpdate(_ScheduleFields):
+class ScheduleUpdate(_schedule_model("patch", _Strict)):  # type: ignore[misc]
     """PATCH `/schedules/{schedule_id}`: only the keys present change.
 
     `null` clears `playbook_id`, `run_as_user_id` (back to the bot user), `slack_channel_id`,
@@ -141,72 +168,40 @@ class ScheduleUpdate(_ScheduleFields):
     leaves the value unchanged.
     """
 
-    run_as_user_id: str | None = Field(
-        default=None,
-        description="Run as this org member (needs ImpersonateOrgSessions); null: the bot.",
-    )
+
+_ANSWERED = wire_names("devin", "answer")
+_KEYS = tuple(_ANSWERED.values())
+_READ = operator.attrgetter(*_ANSWERED)  # one call reads them all: this runs per schedule
 
 
-class PlaybookInfo(_Answer):
-    playbook_id: str
-    title: str
-
-
-class DevinSchedule(_Answer):
+class DevinSchedule(_schedule_model("answer", _Answer)):  # type: ignore[misc]
     """A schedule as the Devin v3 API answers it, plus agentcron's extensions."""
 
-    scheduled_session_id: str = Field(description="The schedule id.")
-    org_id: str
-    name: str
-    prompt: str
-    agent: str = Field(
-        description="devin, data_analyst or advanced; any agent id (e.g. of a schedule made "
-        "through the AgentScope façade) only when `agents=all` is asked for."
-    )
-    schedule_type: ScheduleType
-    frequency: str | None = Field(description="The cron expression.")
-    scheduled_at: datetime | None
-    enabled: bool
-    notify_on: NotifyOn
-    playbook: PlaybookInfo | None
-    slack_channel_id: str | None
-    slack_team_id: str | None
-    consecutive_failures: int
-    last_error_at: datetime | None
-    last_error_message: str | None
-    last_executed_at: datetime | None
-    created_at: datetime
-    created_by: str | None
-    updated_at: datetime
-    tags: list[str] | None
-    bypass_approval: bool
-    interval_count: int | None
-    target_devin_id: str | None
-    platform: str | None
-    last_edited_by: str | None
-    run_as_user_id: str | None = Field(description="null: sessions run as the bot user.")
-    timezone: str
-    next_run_at: datetime | None = Field(description="null when disabled or fired (one_time).")
-    paused_reason: str | None
-    overlap: Overlap = Field(description="What a fire does while the previous run launches.")
-    catchup_window_s: float | None = Field(
-        description="Catch-up window after downtime; null: the daemon's default."
-    )
-    jitter_s: float = Field(description="Upper bound of each fire's deterministic delay.")
-    start_at: datetime | None = Field(description="No fire before this; null: no bound.")
-    end_at: datetime | None = Field(description="No fire after this; null: no bound.")
-    managed_by: Literal["config"] | None = Field(
-        description="Read-only. config: declared in the configuration file, whose next "
-        "reload reverts edits made through the API (their answers carry a Warning header); "
-        "null: made through the API."
-    )
+    @classmethod
+    def of(cls, schedule: Schedule, playbook_titles: Mapping[str, str]) -> DevinSchedule:
+        """`schedule` on the wire; `playbook` is null unless its playbook is in
+        `playbook_titles`.
+
+        Every field goes out as it is stored, under its wire name, except three rendered
+        here (their types are in `_ANSWER_TYPES`): `playbook` (id and title), `next_run_at`
+        (null unless the schedule is active) and `managed_by` (`"config"` for a schedule the
+        configuration file declares).
+        """
+        values = dict(zip(_KEYS, _READ(schedule), strict=True))
+        values["playbook"] = _playbook_info(schedule.playbook_id, playbook_titles)
+        values["next_run_at"] = schedule.next_run_at if schedule.is_active else None
+        values["managed_by"] = "config" if schedule.from_config else None
+        return cls(**values)
 
 
-class DevinScheduleList(_Answer):
-    items: list[DevinSchedule]
-    end_cursor: str | None = Field(description="The next page's offset, null on the last.")
-    has_next_page: bool
-    total: int
+def _playbook_info(playbook_id: str | None, titles: Mapping[str, str]) -> PlaybookInfo | None:
+    if playbook_id is None or playbook_id not in titles:
+        return None
+    return PlaybookInfo(playbook_id=playbook_id, title=titles[playbook_id])
+
+
+class DevinScheduleList(OffsetPage[DevinSchedule]):
+    pass
 
 
 class PageQuery(BaseModel):

@@ -12,45 +12,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import authorize
 from api.body import parse_query
-from api.devin_models import AgentsQuery, Frequency, PageQuery, Timezone, UTCDatetime
+from api.devin_models import AgentsQuery, Frequency, PageQuery, Timezone
 from api.keys import CLOCK, EVENTS, STORE
 from api.openapi import operation
 from api.schedules import visible_agents
 from api.views import respond
+from api.wire import OffsetPage, RunJson, run_json
+from storage.catalogue import default_of
 from storage.cron import upcoming_fires
-from storage.domain import Run
-from storage.enums import Permission, RunStatus, RunTrigger
+from storage.enums import Permission
+from storage.values import UTCDatetime
 
 MANAGE = Permission.MANAGE_ORG_SCHEDULES
 TAGS = ("runs",)
 
 
-class RunJson(BaseModel):
-    """One firing of a schedule. `scheduled_for` is the nominal instant (unique per schedule)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    schedule_id: str
-    scheduled_for: datetime
-    trigger: RunTrigger
-    status: RunStatus
-    identity: str | None = Field(description="The user the session ran as (or the bot user).")
-    started_at: datetime
-    finished_at: datetime | None
-    session_id: str | None
-    session_url: str | None
-    attempts: int
-    error: str | None
-
-
-class RunList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[RunJson]
-    end_cursor: str | None = Field(description="The next page's offset, null on the last.")
-    has_next_page: bool
-    total: int
+class RunList(OffsetPage[RunJson]):
+    pass
 
 
 class RunListQuery(PageQuery, AgentsQuery):
@@ -61,7 +39,7 @@ class CronPreviewQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     expr: Frequency
-    timezone: Timezone = "UTC"
+    timezone: Timezone = default_of("timezone")
     count: int = Field(default=5, ge=1, le=100, description="How many instants (1..100).")
     after: UTCDatetime | None = Field(
         default=None, description="List instants strictly after this one (default now)."
@@ -74,23 +52,6 @@ class CronPreview(BaseModel):
     expr: str
     timezone: str
     instants: list[datetime]
-
-
-def run_json(run: Run) -> RunJson:
-    return RunJson(
-        id=run.id,
-        schedule_id=run.schedule_id,
-        scheduled_for=run.scheduled_for,
-        trigger=run.trigger,
-        status=run.status,
-        identity=run.identity,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        session_id=run.session_id,
-        session_url=run.session_url,
-        attempts=run.attempts,
-        error=run.error,
-    )
 
 
 @operation(
@@ -125,16 +86,8 @@ async def list_runs(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await store.get_schedule(schedule_id, org_id=org_id, agents=query.visible)
     page = await store.list_runs(schedule_id, limit=query.limit, offset=query.offset)
-    following = query.offset + len(page.items)
-    has_next_page = following < page.total
-    return respond(
-        RunList(
-            items=[run_json(run) for run in page.items],
-            end_cursor=str(following) if has_next_page else None,
-            has_next_page=has_next_page,
-            total=page.total,
-        )
-    )
+    runs = [run_json(run) for run in page.items]
+    return respond(RunList.of(runs, offset=query.offset, total=page.total))
 
 
 @operation(

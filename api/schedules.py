@@ -27,33 +27,21 @@ from api.errors import ApiError, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, STORE
 from api.openapi import operation
 from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
+from storage import catalogue
 from storage.domain import Schedule
-from storage.enums import DevinAgent, NotifyOn, Overlap, Permission, ScheduleType
+from storage.enums import DevinAgent, Permission, ScheduleType
 from storage.identities import ServiceUser
 from storage.store import NotFound
 
 MANAGE = Permission.MANAGE_ORG_SCHEDULES
 TAGS = ("schedules",)
 
-CLEARABLE = frozenset(
-    {
-        "playbook_id",
-        "run_as_user_id",
-        "slack_channel_id",
-        "slack_team_id",
-        "tags",
-        "target_devin_id",
-        "platform",
-        "scheduled_at",
-        "start_at",
-        "end_at",
-        "catchup_window_s",
-    }
-)
+CLEARABLE = catalogue.CLEARABLE
 """PATCH keys whose `null` clears the field; `null` on any other key leaves it unchanged."""
 
-_COLUMNS = {"frequency": "cron"}
-"""Wire names that differ from the schedule's field names."""
+_CREATE_KEYS = {key: name for name, key in catalogue.wire_names("devin", "create").items()}
+_PATCH_KEYS = {key: name for name, key in catalogue.wire_names("devin", "patch").items()}
+"""Body key -> schedule field (`frequency` is `cron`, `create_as_user_id` `run_as_user_id`)."""
 
 
 # -- handlers -------------------------------------------------------------------------------
@@ -93,16 +81,8 @@ async def list_schedules(request: web.Request) -> web.Response:
     page = await store.list_schedules(
         org_id, limit=query.limit, offset=query.offset, agents=query.visible
     )
-    following = query.offset + len(page.items)
-    has_next_page = following < page.total
-    return respond(
-        DevinScheduleList(
-            items=await schedules_json(store, page.items),
-            end_cursor=str(following) if has_next_page else None,
-            has_next_page=has_next_page,
-            total=page.total,
-        )
-    )
+    items = await schedules_json(store, page.items)
+    return respond(DevinScheduleList.of(items, offset=query.offset, total=page.total))
 
 
 @operation("Get a schedule", query=AgentsQuery, response=DevinSchedule, errors=(404,), tags=TAGS)
@@ -199,37 +179,21 @@ async def _answer(
 
 
 def new_schedule(body: ScheduleCreate, *, org_id: str, by: str, now: datetime) -> Schedule:
-    """The schedule a create body describes, with every default filled in."""
+    """The schedule a create body describes; what it omits (or sends as null) takes the
+    catalogue's default. The run-as user of `create_as_user_id` also owns the schedule."""
+    fields = {
+        name: _stored(value)
+        for key, name in _CREATE_KEYS.items()
+        if (value := getattr(body, key)) is not None
+    }
     return Schedule(
         org_id=org_id,
-        name=body.name,
-        prompt=body.prompt,
         created_at=now,
         updated_at=now,
-        owner_user_id=body.create_as_user_id,
+        owner_user_id=fields.get("run_as_user_id"),
         created_by=by,
         last_edited_by=by,
-        agent=(body.agent or DevinAgent.DEVIN).value,
-        schedule_type=body.schedule_type or ScheduleType.RECURRING,
-        cron=body.frequency,
-        timezone=body.timezone or "UTC",
-        scheduled_at=body.scheduled_at,
-        start_at=body.start_at,
-        end_at=body.end_at,
-        enabled=True if body.enabled is None else body.enabled,
-        notify_on=body.notify_on or NotifyOn.FAILURE,
-        slack_channel_id=body.slack_channel_id,
-        slack_team_id=body.slack_team_id,
-        playbook_id=body.playbook_id,
-        run_as_user_id=body.create_as_user_id,
-        tags=body.tags,
-        bypass_approval=bool(body.bypass_approval),
-        interval_count=body.interval_count,
-        target_devin_id=body.target_devin_id,
-        platform=body.platform,
-        overlap=body.overlap or Overlap.SKIP,
-        catchup_window_s=body.catchup_window_s,
-        jitter_s=body.jitter_s or 0.0,
+        **fields,
     )
 
 
@@ -241,13 +205,16 @@ def patch_changes(body: ScheduleUpdate) -> dict[str, Any]:
     """
     changes: dict[str, Any] = {}
     for key in body.model_fields_set:
-        value = getattr(body, key)
-        if value is None and key not in CLEARABLE:
+        name, value = _PATCH_KEYS[key], getattr(body, key)
+        if value is None and name not in CLEARABLE:
             continue
-        if isinstance(value, DevinAgent):
-            value = value.value
-        changes[_COLUMNS.get(key, key)] = value
+        changes[name] = _stored(value)
     return changes
+
+
+def _stored(value: Any) -> Any:
+    """An agent the body names as one of Devin's is stored as its plain id, like any other."""
+    return value.value if isinstance(value, DevinAgent) else value
 
 
 # -- rules ----------------------------------------------------------------------------------

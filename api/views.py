@@ -13,7 +13,7 @@ from typing import Final
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.devin_models import DevinPlaybook, DevinSchedule, PlaybookInfo
+from api.devin_models import DevinPlaybook, DevinSchedule
 from storage.domain import Playbook, Schedule
 from storage.store import Store
 
@@ -26,59 +26,16 @@ EDIT_HEADERS: Final = {
 }
 """The headers an edit or delete may answer with, as the OpenAPI document describes them."""
 
-ECHOED_FIELDS = ("overlap", "catchup_window_s", "jitter_s", "start_at", "end_at")
-"""Schedule fields a client sets that are answered as they are, under their own name: a new
-one is answered by naming it here (and declaring it in `DevinSchedule`)."""
-
 
 def schedule_json(schedule: Schedule, playbook_titles: Mapping[str, str]) -> DevinSchedule:
     """`schedule` on the wire; `playbook` is null unless its playbook is in `playbook_titles`."""
-    return DevinSchedule(
-        scheduled_session_id=schedule.id,
-        org_id=schedule.org_id,
-        name=schedule.name,
-        prompt=schedule.prompt,
-        agent=schedule.agent,
-        schedule_type=schedule.schedule_type,
-        frequency=schedule.cron,
-        scheduled_at=schedule.scheduled_at,
-        enabled=schedule.enabled,
-        notify_on=schedule.notify_on,
-        playbook=_playbook_info(schedule.playbook_id, playbook_titles),
-        slack_channel_id=schedule.slack_channel_id,
-        slack_team_id=schedule.slack_team_id,
-        consecutive_failures=schedule.consecutive_failures,
-        last_error_at=schedule.last_error_at,
-        last_error_message=schedule.last_error_message,
-        last_executed_at=schedule.last_executed_at,
-        created_at=schedule.created_at,
-        created_by=schedule.created_by,
-        updated_at=schedule.updated_at,
-        tags=schedule.tags,
-        bypass_approval=schedule.bypass_approval,
-        interval_count=schedule.interval_count,
-        target_devin_id=schedule.target_devin_id,
-        platform=schedule.platform,
-        last_edited_by=schedule.last_edited_by,
-        run_as_user_id=schedule.run_as_user_id,
-        timezone=schedule.timezone,
-        next_run_at=schedule.next_run_at if schedule.is_active else None,
-        paused_reason=schedule.paused_reason,
-        **{name: getattr(schedule, name) for name in ECHOED_FIELDS},
-        managed_by="config" if schedule.from_config else None,
-    )
+    return DevinSchedule.of(schedule, playbook_titles)
 
 
 def edit_headers(schedule: Schedule) -> dict[str, str]:
     """The headers of an answer to an edit or delete of `schedule`: a `Warning` when the
     configuration file manages it, since the next reload (or restart) undoes the change."""
     return {"Warning": CONFIG_WARNING} if schedule.from_config else {}
-
-
-def _playbook_info(playbook_id: str | None, titles: Mapping[str, str]) -> PlaybookInfo | None:
-    if playbook_id is None or playbook_id not in titles:
-        return None
-    return PlaybookInfo(playbook_id=playbook_id, title=titles[playbook_id])
 
 
 async def schedules_json(store: Store, schedules: Sequence[Schedule]) -> list[DevinSchedule]:

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from daemon.config import Config, PlaybookConfig, ScheduleConfig
+from storage.catalogue import config_keys
 from storage.domain import Playbook, Schedule
 from storage.enums import ScheduleType
 from storage.store import NotFound, Store
@@ -40,8 +41,8 @@ CONFIG_AUTHOR: Final = "config"
 REMOVED_REASON: Final = "removed from the configuration file"
 """`paused_reason` of a config-made schedule whose entry left the file."""
 
-# Config keys whose schedule column has another name.
-_COLUMN_OF: Final = {"org": "org_id", "catchup_window": "catchup_window_s", "jitter": "jitter_s"}
+_FIELD_OF: Final = {key: name for name, key in config_keys().items()}
+"""Config key -> schedule field (`org` is `org_id`, `jitter` `jitter_s`...)."""
 # Set from the entry but decided by `_enablement`, which may keep a pause.
 _ENABLEMENT: Final = frozenset({"enabled"})
 
@@ -80,9 +81,7 @@ def schedule_fields(entry: ScheduleConfig) -> dict[str, Any]:
     `run_as_user_id` is also the owner, and everything written here is marked `from_config`.
     """
     fields = {
-        _COLUMN_OF.get(key, key): value
-        for key, value in entry.model_dump().items()
-        if key not in _ENABLEMENT
+        _FIELD_OF[key]: value for key, value in entry.model_dump().items() if key not in _ENABLEMENT
     }
     return fields | {"owner_user_id": entry.run_as_user_id, "from_config": True}
 

@@ -22,14 +22,17 @@ import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import aiohttp
 import structlog
 from prometheus_client import Counter
 
+from api.wire import run_fields
 from daemon.config import NotifyConfig
 from daemon.secrets import read_secret
+from storage.catalogue import WEBHOOK_FIELDS
 from storage.clock import Clock, SystemClock
 from storage.domain import FinishedRun, JSONObject, Run, Schedule
 from storage.enums import NotifyOn, RunStatus
@@ -124,51 +127,22 @@ def new_event_id() -> str:
     return "evt-" + secrets.token_hex(16)
 
 
-def iso(instant: datetime | None) -> str | None:
-    return instant.isoformat() if instant is not None else None
+def _json_value(value: Any) -> Any:
+    """A field's value as JSON holds it: instants in ISO 8601, enumerations as their value."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, StrEnum) else value
 
 
 def run_json(run: Run) -> JSONObject:
-    """A run as the API shows it."""
-    return {
-        "id": run.id,
-        "schedule_id": run.schedule_id,
-        "scheduled_for": iso(run.scheduled_for),
-        "trigger": str(run.trigger),
-        "status": str(run.status),
-        "identity": run.identity,
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "session_id": run.session_id,
-        "session_url": run.session_url,
-        "attempts": run.attempts,
-        "error": run.error,
-    }
+    """A run as the API shows it (`api.wire.RunJson`), instants with their offset."""
+    return {key: _json_value(value) for key, value in run_fields(run).items()}
 
 
 def schedule_json(schedule: Schedule) -> JSONObject:
-    """The fields of a schedule a webhook receiver needs to tell what happened to it."""
-    return {
-        "id": schedule.id,
-        "org_id": schedule.org_id,
-        "name": schedule.name,
-        "agent": schedule.agent,
-        "schedule_type": str(schedule.schedule_type),
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "scheduled_at": iso(schedule.scheduled_at),
-        "enabled": schedule.enabled,
-        "notify_on": str(schedule.notify_on),
-        "run_as_user_id": schedule.run_as_user_id,
-        "slack_channel_id": schedule.slack_channel_id,
-        "tags": schedule.tags,
-        "consecutive_failures": schedule.consecutive_failures,
-        "last_error_at": iso(schedule.last_error_at),
-        "last_error_message": schedule.last_error_message,
-        "last_executed_at": iso(schedule.last_executed_at),
-        "next_run_at": iso(schedule.next_run_at),
-        "paused_reason": schedule.paused_reason,
-    }
+    """The fields of a schedule a webhook receiver needs to tell what happened to it (the
+    catalogue's `webhook` fields, `storage.catalogue.WEBHOOK_FIELDS`)."""
+    return {name: _json_value(getattr(schedule, name)) for name in WEBHOOK_FIELDS}
 
 
 def webhook_events(finished: FinishedRun, *, now: datetime) -> list[WebhookEvent]:

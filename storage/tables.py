@@ -1,4 +1,5 @@
-"""SQLModel tables. Column names equal the fields of the values in `storage.domain`.
+"""SQLModel tables. Column names equal the fields of the values in `storage.domain`; the
+schedules table is derived from `storage.catalogue`.
 
 Datetimes are stored as fixed-width UTC text (`YYYY-MM-DD HH:MM:SS.ffffff`), which sorts in
 time order, so `next_run_at` can be indexed and compared in SQL.
@@ -6,13 +7,19 @@ time order, so `next_run_at` can be indexed and compared in SQL.
 
 from __future__ import annotations
 
+import typing
+from dataclasses import MISSING
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, Table, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, String, Table, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import AutoString
+
+from storage.catalogue import CATALOGUE, INDEXED, PRIMARY_KEY, Entry
 
 _FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -47,55 +54,61 @@ def _json() -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
-class ScheduleRow(SQLModel, table=True):
-    __tablename__ = "schedules"
-    __table_args__ = (Index("ix_schedules_org_name", "org_id", "name"),)
+class StoredEnum(TypeDecorator[StrEnum]):
+    """A string enumeration stored as its value and read back as the member."""
 
-    id: str = Field(primary_key=True)
-    org_id: str = Field(index=True)
-    owner_user_id: str | None = None
-    created_by: str | None = None
-    last_edited_by: str | None = None
-    name: str
-    prompt: str
-    agent: str = "devin"
-    schedule_type: str = "recurring"
-    cron: str | None = None
-    timezone: str = "UTC"
-    scheduled_at: datetime | None = _when()
-    start_at: datetime | None = _when()
-    end_at: datetime | None = _when()
-    enabled: bool = True
-    notify_on: str = "failure"
-    slack_channel_id: str | None = None
-    slack_team_id: str | None = None
-    playbook_id: str | None = None
-    run_as_user_id: str | None = None
-    tags: list[str] | None = _json()
-    bypass_approval: bool = False
-    interval_count: int | None = None
-    target_devin_id: str | None = None
-    platform: str | None = None
-    stateful: bool = False
-    permission_mode: str = "dont_ask"
-    chat_model_config: dict[str, Any] | None = _json()
-    source: str = "USER"
-    source_session_id: str | None = None
-    stateful_session_id: str | None = None
-    overlap: str = "skip"
-    catchup_window_s: float | None = None
-    jitter_s: float = 0.0
-    consecutive_failures: int = 0
-    last_error_at: datetime | None = _when()
-    last_error_message: str | None = None
-    last_executed_at: datetime | None = _when()
-    next_run_at: datetime | None = _when(index=True)
-    paused_reason: str | None = None
-    from_config: bool = False
-    deleted_at: datetime | None = _when()
-    created_at: datetime = _when(nullable=False)
-    updated_at: datetime = _when(nullable=False)
-    version: int = 1
+    impl = AutoString()
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+        self._members: dict[Any, StrEnum] = {member.value: member for member in enum}
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        if value is None:
+            return None
+        member = self._members.get(value)
+        return member if member is not None else self.enum(value)
+
+
+def _column_type(entry: Entry) -> Any:
+    kind = entry.value_type
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return StoredEnum(kind)
+    if kind is datetime:
+        return UTCDateTime()
+    if typing.get_origin(kind) in (list, dict):
+        return JSON
+    return {str: AutoString(), bool: Boolean(), int: Integer(), float: Float()}[kind]
+
+
+def _column_default(entry: Entry) -> Any:
+    default = entry.default
+    if default is MISSING or default is None:
+        return None
+    return default.value if isinstance(default, StrEnum) else default
+
+
+def _column(entry: Entry) -> Column[Any]:
+    """The column of a catalogue field: its type, `None` allowed iff the type allows it."""
+    return Column(
+        entry.name,
+        _column_type(entry),
+        primary_key=entry.has(PRIMARY_KEY),
+        nullable=entry.nullable,
+        index=entry.has(INDEXED) or None,
+        default=_column_default(entry),
+    )
+
+
+SCHEDULES = Table(
+    "schedules",
+    SQLModel.metadata,
+    *(_column(entry) for entry in CATALOGUE),
+    Index("ix_schedules_org_name", "org_id", "name"),
+)
+"""The schedules, one column per field of `storage.catalogue.Schedule`, in its order."""
 
 
 class RunRow(SQLModel, table=True):
@@ -166,7 +179,6 @@ def table_of(model: type[SQLModel]) -> Table:
     return table
 
 
-SCHEDULES = table_of(ScheduleRow)
 RUNS = table_of(RunRow)
 PLAYBOOKS = table_of(PlaybookRow)
 ORGS = table_of(OrgRow)

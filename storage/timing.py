@@ -6,21 +6,11 @@ import hashlib
 from datetime import datetime, timedelta
 
 from storage import cron
+from storage.catalogue import RESCHEDULING
 from storage.domain import Schedule
 from storage.enums import ScheduleType
 
-TIMING_FIELDS = frozenset(
-    {
-        "cron",
-        "timezone",
-        "schedule_type",
-        "scheduled_at",
-        "start_at",
-        "end_at",
-        "enabled",
-        "deleted_at",
-    }
-)
+TIMING_FIELDS = RESCHEDULING
 """Changing any of these recomputes `next_run_at`; other edits keep the pending instant."""
 
 _TICK = timedelta(microseconds=1)

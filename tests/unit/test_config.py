@@ -532,6 +532,25 @@ def test_invalid_schedules_name_the_key_and_its_line(tmp_path: Path, extra: str,
     assert problem.line == expected_line
 
 
+@pytest.mark.parametrize(
+    ("instant", "message"),
+    [
+        ("1969-12-31T23:59:59Z", "datetime must be between 1970-01-01 and 9999-01-01 (UTC)"),
+        ("9999-06-01T00:00:00Z", "datetime must be between 1970-01-01 and 9999-01-01 (UTC)"),
+        ("9999-12-31T23:00:00-05:00", "datetime is out of range"),
+    ],
+)
+def test_an_instant_outside_the_api_range_is_refused_as_the_api_refuses_it(
+    tmp_path: Path, instant: str, message: str
+) -> None:
+    path = write_config(tmp_path, SCHEDULE + f'cron = "@daily"\nend_at = {instant}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.line) == ("schedules[0].end_at", line_of(path, "end_at ="))
+    assert problem.message == message
+
+
 # --------------------------------------------------------------------------- cross-checks
 
 

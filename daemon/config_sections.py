@@ -1,0 +1,215 @@
+"""The sections of the configuration file other than `[[schedules]]`: the listener, the
+database, logging, the engine's timing, identities, the launcher, notifications, the
+AgentScope façade and the bootstrap playbooks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from daemon.config_types import (
+    ConfigPath,
+    Duration,
+    HttpUrl,
+    Identifier,
+    PermissionName,
+    PlaybookId,
+    PositiveDuration,
+    SecretName,
+    Section,
+    Sha256Hex,
+    conflict,
+    http_url,
+)
+from daemon.secrets import is_secret_name, read_secret
+from storage.identities import token_sha256
+
+
+class ServerConfig(Section):
+    """The HTTP listener."""
+
+    listen: str = "127.0.0.1:8787"
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    request_timeout: PositiveDuration = 30.0
+    max_connections: int = Field(default=4096, ge=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host part of `listen`, without the brackets of an IPv6 address."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+_LISTEN_IPV6 = re.compile(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})")
+_LISTEN_HOST = re.compile(r"([A-Za-z0-9.\-]+):(\d{1,5})")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`'host:port'` or `'[v6addr]:port'` -> (host, port); ValueError if malformed."""
+    match = _LISTEN_IPV6.fullmatch(listen) or _LISTEN_HOST.fullmatch(listen)
+    if match is None:
+        raise ValueError(f"must be host:port or [ipv6]:port, not {listen!r}")
+    port = int(match[2])
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range 0..65535")
+    return match[1], port
+
+
+class StorageConfig(Section):
+    path: ConfigPath = Path("agentcron.db")
+    """The SQLite database file; relative to the config file's directory."""
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class SchedulerConfig(Section):
+    """Timing of the engine; durations are in seconds."""
+
+    catchup_window: Duration = 3600.0
+    catchup_rate: float = Field(default=5.0, gt=0)
+    max_concurrent_launches: int = Field(default=100, ge=1)
+    max_consecutive_failures: int = Field(default=0, ge=0)
+    shutdown_grace: Duration = 20.0
+    horizon: PositiveDuration = 300.0
+    missed_run_grace: Duration = 2.0
+
+
+class IdentityConfig(Section):
+    bot_user_id: Identifier = "bot"
+    token_prefix: str = "cog_"
+
+
+class OrgConfig(Section):
+    id: Identifier
+    name: str
+
+
+class UserConfig(Section):
+    id: Identifier
+    orgs: list[Identifier]
+    permissions: list[PermissionName]
+
+
+class ServiceUserConfig(Section):
+    """An API client of one org, known by the sha256 of its bearer token.
+
+    The file gives exactly one of `token_sha256` or `token_env`. With `token_env`, the
+    token is read once at load time (`read_secret`) and only its sha256 is kept: after
+    validation `token_sha256` always holds the hash, and `token_env` tells where it came from.
+    """
+
+    id: Identifier
+    org: Identifier
+    permissions: list[PermissionName]
+    token_sha256: Sha256Hex
+    token_env: SecretName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_token(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        has_hash = data.get("token_sha256") is not None
+        token_env = data.get("token_env")
+        if has_hash == (token_env is not None):
+            raise conflict(
+                "set exactly one of token_sha256 or token_env",
+                "token_env" if has_hash else None,
+            )
+        if isinstance(token_env, str) and is_secret_name(token_env):
+            return {**data, "token_sha256": token_sha256(_read_token(token_env))}
+        return data
+
+
+def _read_token(name: str) -> str:
+    try:
+        token = read_secret(name)
+    except (OSError, ValueError) as error:
+        raise conflict(f"cannot read secret {name!r}: {error}", "token_env") from None
+    if not token:
+        raise conflict(
+            f"secret {name!r} is not set: no environment variable {name} "
+            f"and no file $CREDENTIALS_DIRECTORY/{name}",
+            "token_env",
+        )
+    return token
+
+
+class LauncherConfig(Section):
+    """How a fire starts an agent session: an HTTP call or a local command."""
+
+    type: Literal["http", "command"] = "http"
+    url: HttpUrl = "http://127.0.0.1:9000/v3/organizations/{org_id}/sessions"
+    token_env: SecretName = "SESSION_API_TOKEN"
+    timeout: PositiveDuration = 60.0
+    command: list[str] | None = None
+    max_attempts: int = Field(default=5, ge=1)
+    idempotent: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _check_placeholders(cls, value: str) -> str:
+        try:
+            value.format(org_id="org")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("the only placeholder allowed in braces is {org_id}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_command(self) -> Self:
+        if self.type == "command" and not self.command:
+            raise conflict('type = "command" needs a non-empty command (an argv list)', "command")
+        if self.command is not None and (not self.command or not self.command[0]):
+            raise conflict("command must start with a program name", "command")
+        return self
+
+
+class NotifyConfig(Section):
+    slack_api_url: HttpUrl = "https://slack.com/api"
+    slack_token_env: SecretName = "SLACK_BOT_TOKEN"
+    webhook_url: str = ""
+    webhook_secret_env: SecretName = "AGENTCRON_WEBHOOK_SECRET"
+    queue_size: int = Field(default=1000, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str) -> str:
+        return http_url(value) if value else value
+
+
+class AgentScopeConfig(Section):
+    enabled: bool = False
+    org: Identifier = "org-local"
+    require_token: bool = False
+
+
+def _macro(value: str) -> str:
+    if not re.fullmatch(r"![^\s!]+", value):
+        raise ValueError("must be '!' followed by a name, e.g. '!deploy'")
+    return value
+
+
+class PlaybookConfig(Section):
+    """A bootstrap playbook, upserted by id at start-up."""
+
+    id: PlaybookId
+    org: Identifier
+    title: Annotated[str, Field(min_length=1)]
+    body: str
+    macro: Annotated[str, AfterValidator(_macro)] | None = None
