@@ -39,7 +39,7 @@ from api.views import EDIT_HEADERS, edit_headers, respond
 from storage.cron import CronError, TimezoneError, load_timezone, validate_cron
 from storage.domain import Schedule
 from storage.enums import Permission, Source
-from storage.store import NotFound
+from storage.errors import NotFound
 
 _TAGS = ("agentscope",)
 _LIST_BATCH = 500

@@ -29,8 +29,8 @@ from api.openapi import operation
 from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
 from storage.domain import Schedule
 from storage.enums import DevinAgent, NotifyOn, Overlap, Permission, ScheduleType
+from storage.errors import NotFound
 from storage.identities import ServiceUser
-from storage.store import NotFound
 
 MANAGE = Permission.MANAGE_ORG_SCHEDULES
 TAGS = ("schedules",)

@@ -57,9 +57,9 @@ from daemon.firing import (
 from daemon.launchers import Launcher, LaunchRequest, LaunchResult
 from daemon.pacer import Pacer, PendingLaunch
 from storage.clock import Clock
-from storage.db import StoreUnavailable
 from storage.domain import FinishedRun, Run, RunOutcome, Schedule
 from storage.enums import RunStatus, RunTrigger, ScheduleType
+from storage.errors import StoreUnavailable
 from storage.identities import DirectoryRef
 from storage.store import Store
 

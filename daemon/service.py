@@ -33,6 +33,7 @@ from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
+from storage.sqlite_store import SqliteStore
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.daemon")
@@ -85,7 +86,7 @@ class Daemon:
         # First of all: a second daemon on this database stops here, having written nothing.
         stack.enter_context(lock_database(config.storage.path))
         fd_limit = raise_fd_limit(config.server.max_connections)
-        store = await Store.open(config.storage.path)
+        store = await SqliteStore.open(config.storage.path)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))
         await store.replace_identities(directory.current)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from storage.domain import Schedule
-from storage.store import Store
+from storage.sqlite_store import SqliteStore
 from tests.e2e.conftest import ORG, DaemonProcess, base_config, free_port, wait_until, write_config
 
 
@@ -138,7 +138,7 @@ async def _seed_missed(db_path: Path, count: int) -> list[str]:
     latest = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
     cron = f"{latest.minute} {latest.hour} * * *"
     created = now - timedelta(days=3, minutes=31)
-    store = await Store.open(db_path)
+    store = await SqliteStore.open(db_path)
     try:
         ids = []
         for i in range(count):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from storage.domain import Schedule
-from storage.store import Store
+from storage.sqlite_store import SqliteStore
 from tests.e2e.conftest import ORG, DaemonProcess, base_config, free_port, write_config
 from tests.e2e.test_catchup import SessionRecorder
 
@@ -49,7 +49,7 @@ def _config(tmp_path: Path, sessions: SessionRecorder) -> Path:
 
 async def _seed(db_path: Path, count: int) -> list[str]:
     now = datetime.now(UTC)
-    store = await Store.open(db_path)
+    store = await SqliteStore.open(db_path)
     try:
         ids = []
         for i in range(count):

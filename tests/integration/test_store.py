@@ -1,27 +1,34 @@
-"""The store against a real SQLite file."""
+"""The store's behaviour, as `storage.store.Store` documents it, run against every backend.
+
+The `store` fixture is one fresh store per backend of `STORE_BACKENDS`; nothing here knows
+which. What only the SQLite file has (its schema version, its durability under kill -9) is in
+`test_sqlite_store.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import signal
-import sqlite3
-import subprocess
-import sys
-import textwrap
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from storage.db import SCHEMA_VERSION, SchemaError, integrity_check
 from storage.domain import Run, RunOutcome, Schedule
 from storage.enums import RunStatus, RunTrigger, ScheduleType
-from storage.store import NotFound, Store
+from storage.errors import NotFound
+from storage.store import Store
+from tests.conftest import STORE_BACKENDS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=sorted(STORE_BACKENDS))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await STORE_BACKENDS[request.param](tmp_path)
+    yield opened
+    await opened.close()
 
 
 def one_time(name: str = "release notes", *, at: datetime = NOW + timedelta(hours=1)) -> Schedule:
@@ -250,91 +257,3 @@ async def test_advance_is_a_compare_and_set(store: Store) -> None:
     assert await store.advance_schedules([(schedule.id, due, later)]) == [schedule.id]
     assert await store.advance_schedules([(schedule.id, due, NOW)]) == []
     assert (await store.get_schedule(schedule.id)).next_run_at == later
-
-
-async def test_a_newer_schema_version_is_refused(db_path: Path) -> None:
-    store = await Store.open(db_path)
-    await store.close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(SchemaError, match="newer"):
-        await Store.open(db_path)
-
-
-async def test_a_file_that_is_not_sqlite_is_refused_and_kept(tmp_path: Path) -> None:
-    path = tmp_path / "notes.db"
-    path.write_text("not a database, and precious")
-    with pytest.raises(SchemaError, match="not a SQLite database"):
-        await Store.open(path)
-    assert path.read_text() == "not a database, and precious"
-
-
-async def test_a_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE invoices (id INTEGER)")
-    with pytest.raises(SchemaError, match="no agentcron schema version"):
-        await Store.open(path)
-
-
-_WRITER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from datetime import UTC, datetime, timedelta
-    from pathlib import Path
-    from storage.domain import Schedule
-    from storage.enums import ScheduleType
-    from storage.store import Store
-
-    async def main():
-        store = await Store.open(Path(sys.argv[1]))
-        now = datetime.now(UTC)
-        i = 0
-        while True:
-            s = Schedule(org_id="org-local", name=f"s{i}", prompt="p", created_at=now,
-                         updated_at=now, schedule_type=ScheduleType.ONE_TIME,
-                         scheduled_at=now + timedelta(days=1))
-            await store.create_schedule(s, now=now)
-            print(s.id, flush=True)   # acknowledged only after the commit returned
-            i += 1
-
-    asyncio.run(main())
-    """
-)
-
-
-async def test_committed_rows_survive_kill_9(db_path: Path) -> None:
-    writer = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _WRITER, str(db_path), stdout=subprocess.PIPE, cwd=ROOT
-    )
-    assert writer.stdout is not None
-    acknowledged = []
-    async with asyncio.timeout(30):
-        while len(acknowledged) < 200:
-            acknowledged.append((await writer.stdout.readline()).decode().strip())
-    writer.send_signal(signal.SIGKILL)
-    await writer.wait()
-    store = await Store.open(db_path)
-    try:
-        for schedule_id in acknowledged:
-            await store.get_schedule(schedule_id)
-        assert await integrity_check(store.db) == "ok"
-    finally:
-        await store.close()
-
-
-async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
-    """`fixtures/agentcron-v1.db` was written by release 0.1.0 (schema version 1): one
-    schedule and one run left `launching`."""
-    path = tmp_path / "agentcron.db"
-    shutil.copyfile(Path(__file__).parent.parent / "fixtures" / "agentcron-v1.db", path)
-    store = await Store.open(path)
-    try:
-        (run,) = await store.launching_runs()
-        assert run.dispatched_at == run.started_at  # it may have been sent: never relaunched
-        schedule = await store.get_schedule(run.schedule_id)
-        assert (schedule.name, schedule.tags) == ("made by 0.1.0", ["triage"])
-    finally:
-        await store.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
