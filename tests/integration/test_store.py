@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.domain import Run, RunOutcome, Schedule
+from storage.domain import Playbook, Run, RunOutcome, Schedule
 from storage.enums import RunStatus, RunTrigger, ScheduleType
 from storage.errors import NotFound
 from storage.store import Store
@@ -257,3 +257,121 @@ async def test_advance_is_a_compare_and_set(store: Store) -> None:
     assert await store.advance_schedules([(schedule.id, due, later)]) == [schedule.id]
     assert await store.advance_schedules([(schedule.id, due, NOW)]) == []
     assert (await store.get_schedule(schedule.id)).next_run_at == later
+
+
+async def test_an_unknown_field_is_refused_and_nothing_is_written(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    with pytest.raises(ValueError, match="no_such_field"):
+        await store.update_schedule(created.id, {"no_such_field": 1, "name": "x"}, now=NOW)
+    assert await store.get_schedule(created.id) == created
+
+
+async def test_writes_apply_in_the_order_they_were_called(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    names = [f"n{i}" for i in range(30)]
+    written = await asyncio.gather(
+        *(store.update_schedule(created.id, {"name": name}, now=NOW) for name in names)
+    )
+    assert [s.version for s in written] == list(range(2, 32))
+    assert (await store.get_schedule(created.id)).name == "n29"
+
+
+async def test_due_schedules_page_by_instant_then_id(store: Store) -> None:
+    made = [await store.create_schedule(recurring(f"s{i}", "0 9 * * *"), now=NOW) for i in range(5)]
+    disabled = await store.create_schedule(recurring("off", "0 9 * * *"), now=NOW)
+    await store.update_schedule(disabled.id, {"enabled": False}, now=NOW)
+    until = NOW + timedelta(days=1)
+    first = await store.due_schedules(until, limit=3)
+    last = first[-1]
+    rest = await store.due_schedules(until, limit=3, after=(last.next_run_at or NOW, last.id))
+    assert [s.id for s in first + rest] == sorted(s.id for s in made)
+    assert await store.due_schedules(NOW, limit=10) == []
+    assert await store.count_active_schedules() == 5
+
+
+async def test_fire_states_include_the_deleted_and_get_schedules_do_not(store: Store) -> None:
+    kept = await store.create_schedule(recurring("kept"), now=NOW)
+    gone = await store.create_schedule(recurring("gone"), now=NOW)
+    await store.delete_schedule(gone.id, now=NOW)
+    ids = [kept.id, gone.id, "sched-unknown"]
+    states = await store.fire_states(ids)
+    assert set(states) == {kept.id, gone.id}
+    assert states[kept.id].applied_to(kept) is kept
+    assert (states[gone.id].deleted_at, states[gone.id].next_run_at) == (NOW, None)
+    assert states[gone.id].version == gone.version + 1
+    assert await store.get_schedules(ids) == {kept.id: kept}
+
+
+async def test_disable_if_due_is_a_compare_and_set(store: Store) -> None:
+    schedule = await store.create_schedule(one_time(), now=NOW)
+    due = schedule.next_run_at or NOW
+    assert not await store.disable_if_due(schedule.id, due + timedelta(seconds=1), now=NOW)
+    assert await store.disable_if_due(schedule.id, due, now=NOW)
+    stored = await store.get_schedule(schedule.id)
+    assert (stored.enabled, stored.next_run_at, stored.version) == (False, None, 2)
+
+
+async def test_config_schedules_are_found_by_name_and_listed(store: Store) -> None:
+    def from_file(name: str, org_id: str = "org-local") -> Schedule:
+        return dataclasses.replace(recurring(name), from_config=True, org_id=org_id)
+
+    b = await store.create_schedule(from_file("b"), now=NOW)
+    other = await store.create_schedule(from_file("a", "org-other"), now=NOW)
+    a = await store.create_schedule(from_file("a"), now=NOW)
+    await store.create_schedule(recurring("made by the API"), now=NOW)
+    assert [s.id for s in await store.list_config_schedules()] == [a.id, b.id, other.id]
+    assert await store.find_schedule_by_name("org-local", "b") == b
+    assert await store.find_schedule_by_name("org-other", "b") is None
+
+
+async def test_a_finished_run_recorded_once_per_instant(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    skipped = dataclasses.replace(launching(schedule), status=RunStatus.SKIPPED, finished_at=NOW)
+    assert await store.record_finished_run(skipped)
+    assert not await store.record_finished_run(dataclasses.replace(skipped, id="run-other"))
+    assert await store.get_run(skipped.id) == skipped
+    with pytest.raises(NotFound):
+        await store.get_run("run-unknown")
+
+
+async def test_runs_list_newest_first(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    instants = [NOW + timedelta(minutes=m) for m in (2, 0, 1)]
+    await store.claim_runs([launching(schedule, at) for at in instants])
+    page = await store.list_runs(schedule.id, limit=2, offset=0)
+    assert page.total == 3
+    assert [r.scheduled_for for r in page.items] == sorted(instants, reverse=True)[:2]
+
+
+def playbook(title: str, *, org_id: str = "org-local") -> Playbook:
+    return Playbook(org_id=org_id, title=title, body="b", created_at=NOW, updated_at=NOW)
+
+
+async def test_playbooks_page_by_id_and_count(store: Store) -> None:
+    made = [await store.create_playbook(playbook(f"p{i}")) for i in range(3)]
+    await store.create_playbook(playbook("elsewhere", org_id="org-other"))
+    first, more = await store.list_playbooks("org-local", first=2, after=None)
+    rest, more_after = await store.list_playbooks("org-local", first=2, after=first[-1].id)
+    assert [p.id for p in first + rest] == sorted(p.id for p in made)
+    assert (more, more_after) == (True, False)
+    assert await store.count_playbooks("org-local") == 3
+    titles = await store.playbook_titles([made[0].id, "playbook-unknown"])
+    assert titles == {made[0].id: "p0"}
+
+
+async def test_a_playbook_edit_and_upsert(store: Store) -> None:
+    created = await store.create_playbook(playbook("first"))
+    with pytest.raises(NotFound):
+        await store.get_playbook(created.id, org_id="org-other")
+    edited = await store.update_playbook(created.id, {"title": "second"}, org_id="org-local")
+    assert await store.get_playbook(created.id) == edited and edited.title == "second"
+    replacement = dataclasses.replace(
+        created, title="third", created_at=NOW + timedelta(days=1), created_by="someone"
+    )
+    upserted = await store.upsert_playbook(replacement)
+    assert (upserted.title, upserted.created_at, upserted.created_by) == ("third", NOW, None)
+    deleted = await store.update_playbook(created.id, {"deleted_at": NOW})
+    assert deleted.deleted_at == NOW
+    with pytest.raises(NotFound):
+        await store.get_playbook(created.id)
+    assert await store.count_playbooks("org-local") == 0
