@@ -42,7 +42,9 @@ class Prepared:
     """A Core statement compiled once per dialect and run on the driver's own cursor.
 
     Built once, at import or in a bounded cache, never per call. `compilations` counts how
-    often it was compiled, the cost this class exists to pay once.
+    often it was compiled, the cost this class exists to pay once. Shared by the database
+    threads without a lock: each dict operation is atomic, and two threads meeting a new
+    dialect at once at worst both compile it.
     """
 
     __slots__ = ("_compiled", "compilations", "statement")
