@@ -40,7 +40,7 @@ from api.views import EDIT_HEADERS, edit_headers, respond
 from storage.catalogue import wire_names
 from storage.domain import Schedule
 from storage.enums import Permission, Source
-from storage.store import NotFound
+from storage.errors import NotFound
 from storage.values import valid_cron, valid_timezone
 
 _TAGS = ("agentscope",)

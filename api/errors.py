@@ -14,8 +14,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from storage.db import StoreUnavailable
-from storage.store import NotFound
+from storage.errors import NotFound, StoreUnavailable
 
 log = structlog.get_logger("agentcron.api")
 

@@ -30,8 +30,8 @@ from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, sc
 from storage import catalogue
 from storage.domain import Schedule
 from storage.enums import DevinAgent, Permission, ScheduleType
+from storage.errors import NotFound
 from storage.identities import ServiceUser
-from storage.store import NotFound
 
 MANAGE = Permission.MANAGE_ORG_SCHEDULES
 TAGS = ("schedules",)

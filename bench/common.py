@@ -194,10 +194,10 @@ def bench_schedule(name: str, *, now: datetime, **fields: Any) -> Any:
 
 def create_database(db_path: Path) -> None:
     """An empty agentcron database (schema and version), as the daemon would create it."""
-    from storage.store import Store
+    from storage.sqlite_store import SqliteStore
 
     async def create() -> None:
-        store = await Store.open(db_path)
+        store = await SqliteStore.open(db_path)
         await store.close()
 
     asyncio.run(create())

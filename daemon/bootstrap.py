@@ -33,7 +33,8 @@ from daemon.config import Config, PlaybookConfig, ScheduleConfig
 from storage.catalogue import config_keys
 from storage.domain import Playbook, Schedule
 from storage.enums import ScheduleType
-from storage.store import NotFound, Store
+from storage.errors import NotFound
+from storage.store import Store
 
 CONFIG_AUTHOR: Final = "config"
 """`created_by` / `last_edited_by` of what the configuration file writes."""

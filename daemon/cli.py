@@ -22,7 +22,7 @@ Command = Callable[[argparse.Namespace], int]
 def _serve(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError
     from daemon.service import StartupError, serve
-    from storage.db import StoreError
+    from storage.errors import StoreError
 
     try:
         return serve(Path(args.config))

@@ -51,9 +51,9 @@ from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
 from storage.clock import Clock
-from storage.db import StoreUnavailable
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import RunStatus, RunTrigger
+from storage.errors import StoreUnavailable
 from storage.identities import DirectoryRef
 from storage.store import Store
 

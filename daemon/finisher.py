@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from storage.db import StoreUnavailable
 from storage.domain import FinishedRun, RunOutcome
+from storage.errors import StoreUnavailable
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")

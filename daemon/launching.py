@@ -21,9 +21,9 @@ from daemon.firing import FireIdentity
 from daemon.launchers import Launcher, LaunchRequest, LaunchResult
 from daemon.slots import LaunchSlots
 from storage.clock import Clock
-from storage.db import StoreUnavailable
 from storage.domain import Run, RunOutcome, Schedule
 from storage.enums import RunStatus, RunTrigger
+from storage.errors import StoreUnavailable
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")

@@ -24,8 +24,8 @@ from datetime import datetime
 import structlog
 
 from daemon.firing import releasable, seconds_until_release
-from storage.db import StoreUnavailable
 from storage.domain import Run, Schedule
+from storage.errors import StoreUnavailable
 
 log = structlog.get_logger("agentcron.engine")
 

@@ -34,6 +34,7 @@ from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
+from storage.sqlite_store import SqliteStore
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.daemon")
@@ -87,7 +88,7 @@ class Daemon:
         stack.enter_context(lock_database(config.storage.path))
         fd_limit = raise_fd_limit(config.server.max_connections)
         log_config_warnings(config)
-        store = await Store.open(config.storage.path)
+        store = await SqliteStore.open(config.storage.path)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))
         await store.replace_identities(directory.current)

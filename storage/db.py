@@ -35,6 +35,8 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel
 
 from storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage.errors import SchemaError, StoreUnavailable
+from storage.errors import StoreError as StoreError  # re-exported: its earlier home
 
 T = TypeVar("T")
 
@@ -52,18 +54,6 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at
 
 MAX_BATCH = 256
 READERS = 4
-
-
-class StoreError(Exception):
-    """Base of the store's errors."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be written or read right now (disk full, read-only, locked)."""
-
-
-class SchemaError(StoreError):
-    """The file is not an agentcron database this version can open."""
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from storage.db import StoreError
+from storage.errors import StoreError
 
 _PID_WAIT = 1.0
 """Seconds to wait for a holder that has just taken the lock to write its pid."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from api.keys import ApiSettings
 from storage.domain import Run, Schedule
 from storage.enums import RunTrigger
 from storage.identities import Directory, DirectoryRef, Org, ServiceUser, User, token_sha256
+from storage.sqlite_store import SqliteStore
 from storage.store import Store
 from tests.session_service import SessionService
 
@@ -129,9 +130,20 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "agentcron.db"
 
 
+async def _open_sqlite(workdir: Path) -> SqliteStore:
+    return await SqliteStore.open(workdir / "agentcron.db")
+
+
+STORE_BACKENDS: dict[str, Callable[[Path], Awaitable[Any]]] = {"sqlite": _open_sqlite}
+"""Every implementation of `storage.store.Store`, by name: how to open a fresh, empty one in
+a directory (closed with `close()`). The store's behavioural suite (`integration/
+test_store.py`) runs once against each; a backend joins it with one entry here."""
+
+
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(db_path)
+async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
+    """The SQLite store at `db_path`: what the daemon runs, for the API and engine tests."""
+    opened = await SqliteStore.open(db_path)
     yield opened
     await opened.close()
 
@@ -162,7 +174,7 @@ class ApiHarness:
 
     server: TestServer
     http: aiohttp.ClientSession
-    store: Store
+    store: SqliteStore
     events: Any
     directory: DirectoryRef
 
@@ -183,7 +195,9 @@ class ApiHarness:
 
 
 @pytest.fixture
-async def api_factory(store: Store, directory: DirectoryRef) -> AsyncIterator[Callable[..., Any]]:
+async def api_factory(
+    store: SqliteStore, directory: DirectoryRef
+) -> AsyncIterator[Callable[..., Any]]:
     """`await api_factory(events=None, settings=None, clock=None)` starts a server; closed after."""
     started: list[tuple[TestServer, aiohttp.ClientSession]] = []
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from storage.domain import Schedule
-from storage.store import Store
+from storage.sqlite_store import SqliteStore
 from tests.e2e.conftest import ORG, DaemonProcess, base_config, free_port, wait_until, write_config
 
 
@@ -136,7 +136,7 @@ async def seed_schedules(
 ) -> list[str]:
     """`count` schedules `name-0000`… on `cron`, written to the database before a daemon
     opens it, as made at `created`; answers their ids."""
-    store = await Store.open(db_path)
+    store = await SqliteStore.open(db_path)
     try:
         ids = []
         for i in range(count):

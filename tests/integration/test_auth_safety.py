@@ -28,7 +28,7 @@ from api.keys import ApiSettings
 from daemon.config import load_config
 from daemon.identity import build_directory
 from storage.identities import Directory, Org, ServiceUser, token_sha256
-from storage.store import Store
+from storage.sqlite_store import SqliteStore
 from tests.conftest import (
     ADMIN_TOKEN,
     ORG,
@@ -134,7 +134,7 @@ async def ids(api: ApiHarness) -> dict[str, str]:
     }
 
 
-async def snapshot(store: Store, ids: dict[str, str]) -> tuple[Any, ...]:
+async def snapshot(store: SqliteStore, ids: dict[str, str]) -> tuple[Any, ...]:
     """Everything a refused call must leave alone."""
     schedules = await store.list_schedules(ORG, limit=100, offset=0)
     playbook = await store.get_playbook(ids["playbook_id"])
@@ -173,7 +173,7 @@ def test_no_clear_token_is_kept_in_the_configuration_or_the_directory(
 
 
 async def test_no_clear_token_reaches_the_database(db_path: Path) -> None:
-    store = await Store.open(db_path)
+    store = await SqliteStore.open(db_path)
     admin = ServiceUser(
         "service-admin", ORG, frozenset({"ManageOrgSchedules"}), token_sha256(CLEAR_TOKEN)
     )

@@ -14,7 +14,7 @@ import pytest
 
 from storage.domain import Schedule
 from storage.lock import DatabaseLocked, LockFileError, lock_database
-from storage.store import Store
+from storage.sqlite_store import SqliteStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 COMPANIONS = ("", "-wal", "-shm")
@@ -36,7 +36,7 @@ def modes(database: Path) -> dict[str, int]:
     return {suffix: mode(database.with_name(database.name + suffix)) for suffix in COMPANIONS}
 
 
-async def write_something(store: Store) -> None:
+async def write_something(store: SqliteStore) -> None:
     schedule = Schedule(
         org_id="org-local", name="n", prompt="p", created_at=NOW, updated_at=NOW, cron="0 9 * * *"
     )
@@ -48,7 +48,7 @@ async def test_a_new_database_its_wal_and_its_shm_are_readable_by_the_owner_alon
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "agentcron.db"
-    store = await Store.open(database)
+    store = await SqliteStore.open(database)
     try:
         await write_something(store)
         seen = modes(database)
@@ -76,12 +76,12 @@ async def test_a_wal_left_more_open_than_its_database_is_given_the_database_mode
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "agentcron.db"
-    await (await Store.open(database)).close()
+    await (await SqliteStore.open(database)).close()
     database.chmod(0o640)  # the owner's choice for an existing file is kept
     wal = database.with_name(database.name + "-wal")
     wal.write_bytes(uncheckpointed_wal(database))  # as a crash could leave it
     wal.chmod(0o644)
-    store = await Store.open(database)
+    store = await SqliteStore.open(database)
     try:
         seen = modes(database)
     finally:

@@ -37,7 +37,7 @@ from structlog.testing import capture_logs
 
 from storage.db import integrity_check
 from storage.identities import DirectoryRef
-from storage.store import Store
+from storage.sqlite_store import SqliteStore
 from tests.conftest import ORG, ApiHarness
 from tests.deadline import eventually
 from tests.e2e.conftest import DaemonProcess, base_config, free_port, run_cli, write_config
@@ -57,7 +57,7 @@ class PageLimit:
 
     name = "full"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self.default: int | None = None
 
@@ -108,7 +108,7 @@ Fault = PageLimit | Immutable
 
 
 @pytest.fixture(params=["full", "read-only"])
-def fault(request: pytest.FixtureRequest, store: Store, db_path: Path) -> Iterator[Fault]:
+def fault(request: pytest.FixtureRequest, store: SqliteStore, db_path: Path) -> Iterator[Fault]:
     if request.param == "full":
         yield PageLimit(store)
         return
@@ -126,7 +126,7 @@ def fault(request: pytest.FixtureRequest, store: Store, db_path: Path) -> Iterat
 
 @pytest.fixture
 async def live(
-    store: Store,
+    store: SqliteStore,
     directory: DirectoryRef,
     service: SessionService,
     api_factory: Callable[..., Any],
@@ -183,7 +183,7 @@ async def send_all(api: ApiHarness, ids: dict[str, str]) -> list[tuple[int, Any]
     )
 
 
-async def state(store: Store) -> tuple[Any, ...]:
+async def state(store: SqliteStore) -> tuple[Any, ...]:
     """What the refused writes would change (a run finishing meanwhile may change the rest)."""
     schedules = await store.list_schedules(ORG, limit=100, offset=0)
     playbooks, _ = await store.list_playbooks(ORG, first=100, after=None)
@@ -260,7 +260,7 @@ async def test_a_read_or_edit_whose_statement_fails_is_503_and_works_after_it(
 
 
 async def test_a_batch_failing_at_the_limit_commits_none_of_its_writes(
-    store: Store, db_path: Path
+    store: SqliteStore, db_path: Path
 ) -> None:
     """Group commit: when the batch's transaction fails, every caller in it is told so,
     and another connection sees none of those writes."""
@@ -423,7 +423,7 @@ def newer_agentcron(path: Path) -> None:
 
 def damaged_agentcron(path: Path) -> None:
     async def create() -> None:
-        await (await Store.open(path)).close()
+        await (await SqliteStore.open(path)).close()
 
     asyncio.run(create())
     with path.open("r+b") as handle:  # page 1's b-tree header, right after the file header

@@ -1,27 +1,34 @@
-"""The store against a real SQLite file."""
+"""The store's behaviour, as `storage.store.Store` documents it, run against every backend.
+
+The `store` fixture is one fresh store per backend of `STORE_BACKENDS`; nothing here knows
+which. What only the SQLite file has (its schema version, its durability under kill -9) is in
+`test_sqlite_store.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import signal
-import sqlite3
-import subprocess
-import sys
-import textwrap
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from storage.db import SCHEMA_VERSION, SchemaError, integrity_check
-from storage.domain import Run, RunOutcome, Schedule
+from storage.domain import Playbook, Run, RunOutcome, Schedule
 from storage.enums import RunStatus, RunTrigger, ScheduleType
-from storage.store import NotFound, Store
+from storage.errors import NotFound
+from storage.store import Store
+from tests.conftest import STORE_BACKENDS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=sorted(STORE_BACKENDS))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await STORE_BACKENDS[request.param](tmp_path)
+    yield opened
+    await opened.close()
 
 
 def one_time(name: str = "release notes", *, at: datetime = NOW + timedelta(hours=1)) -> Schedule:
@@ -252,89 +259,119 @@ async def test_advance_is_a_compare_and_set(store: Store) -> None:
     assert (await store.get_schedule(schedule.id)).next_run_at == later
 
 
-async def test_a_newer_schema_version_is_refused(db_path: Path) -> None:
-    store = await Store.open(db_path)
-    await store.close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(SchemaError, match="newer"):
-        await Store.open(db_path)
+async def test_an_unknown_field_is_refused_and_nothing_is_written(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    with pytest.raises(ValueError, match="no_such_field"):
+        await store.update_schedule(created.id, {"no_such_field": 1, "name": "x"}, now=NOW)
+    assert await store.get_schedule(created.id) == created
 
 
-async def test_a_file_that_is_not_sqlite_is_refused_and_kept(tmp_path: Path) -> None:
-    path = tmp_path / "notes.db"
-    path.write_text("not a database, and precious")
-    with pytest.raises(SchemaError, match="not a SQLite database"):
-        await Store.open(path)
-    assert path.read_text() == "not a database, and precious"
-
-
-async def test_a_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE invoices (id INTEGER)")
-    with pytest.raises(SchemaError, match="no agentcron schema version"):
-        await Store.open(path)
-
-
-_WRITER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from datetime import UTC, datetime, timedelta
-    from pathlib import Path
-    from storage.domain import Schedule
-    from storage.enums import ScheduleType
-    from storage.store import Store
-
-    async def main():
-        store = await Store.open(Path(sys.argv[1]))
-        now = datetime.now(UTC)
-        i = 0
-        while True:
-            s = Schedule(org_id="org-local", name=f"s{i}", prompt="p", created_at=now,
-                         updated_at=now, schedule_type=ScheduleType.ONE_TIME,
-                         scheduled_at=now + timedelta(days=1))
-            await store.create_schedule(s, now=now)
-            print(s.id, flush=True)   # acknowledged only after the commit returned
-            i += 1
-
-    asyncio.run(main())
-    """
-)
-
-
-async def test_committed_rows_survive_kill_9(db_path: Path) -> None:
-    writer = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _WRITER, str(db_path), stdout=subprocess.PIPE, cwd=ROOT
+async def test_writes_apply_in_the_order_they_were_called(store: Store) -> None:
+    created = await store.create_schedule(recurring(), now=NOW)
+    names = [f"n{i}" for i in range(30)]
+    written = await asyncio.gather(
+        *(store.update_schedule(created.id, {"name": name}, now=NOW) for name in names)
     )
-    assert writer.stdout is not None
-    acknowledged = []
-    async with asyncio.timeout(30):
-        while len(acknowledged) < 200:
-            acknowledged.append((await writer.stdout.readline()).decode().strip())
-    writer.send_signal(signal.SIGKILL)
-    await writer.wait()
-    store = await Store.open(db_path)
-    try:
-        for schedule_id in acknowledged:
-            await store.get_schedule(schedule_id)
-        assert await integrity_check(store.db) == "ok"
-    finally:
-        await store.close()
+    assert [s.version for s in written] == list(range(2, 32))
+    assert (await store.get_schedule(created.id)).name == "n29"
 
 
-async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
-    """`fixtures/agentcron-v1.db` was written by release 0.1.0 (schema version 1): one
-    schedule and one run left `launching`."""
-    path = tmp_path / "agentcron.db"
-    shutil.copyfile(Path(__file__).parent.parent / "fixtures" / "agentcron-v1.db", path)
-    store = await Store.open(path)
-    try:
-        (run,) = await store.launching_runs()
-        assert run.dispatched_at == run.started_at  # it may have been sent: never relaunched
-        schedule = await store.get_schedule(run.schedule_id)
-        assert (schedule.name, schedule.tags) == ("made by 0.1.0", ["triage"])
-    finally:
-        await store.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+async def test_due_schedules_page_by_instant_then_id(store: Store) -> None:
+    made = [await store.create_schedule(recurring(f"s{i}", "0 9 * * *"), now=NOW) for i in range(5)]
+    disabled = await store.create_schedule(recurring("off", "0 9 * * *"), now=NOW)
+    await store.update_schedule(disabled.id, {"enabled": False}, now=NOW)
+    until = NOW + timedelta(days=1)
+    first = await store.due_schedules(until, limit=3)
+    last = first[-1]
+    rest = await store.due_schedules(until, limit=3, after=(last.next_run_at or NOW, last.id))
+    assert [s.id for s in first + rest] == sorted(s.id for s in made)
+    assert await store.due_schedules(NOW, limit=10) == []
+    assert await store.count_active_schedules() == 5
+
+
+async def test_fire_states_include_the_deleted_and_get_schedules_do_not(store: Store) -> None:
+    kept = await store.create_schedule(recurring("kept"), now=NOW)
+    gone = await store.create_schedule(recurring("gone"), now=NOW)
+    await store.delete_schedule(gone.id, now=NOW)
+    ids = [kept.id, gone.id, "sched-unknown"]
+    states = await store.fire_states(ids)
+    assert set(states) == {kept.id, gone.id}
+    assert states[kept.id].applied_to(kept) is kept
+    assert (states[gone.id].deleted_at, states[gone.id].next_run_at) == (NOW, None)
+    assert states[gone.id].version == gone.version + 1
+    assert await store.get_schedules(ids) == {kept.id: kept}
+
+
+async def test_disable_if_due_is_a_compare_and_set(store: Store) -> None:
+    schedule = await store.create_schedule(one_time(), now=NOW)
+    due = schedule.next_run_at or NOW
+    assert not await store.disable_if_due(schedule.id, due + timedelta(seconds=1), now=NOW)
+    assert await store.disable_if_due(schedule.id, due, now=NOW)
+    stored = await store.get_schedule(schedule.id)
+    assert (stored.enabled, stored.next_run_at, stored.version) == (False, None, 2)
+
+
+async def test_config_schedules_are_found_by_name_and_listed(store: Store) -> None:
+    def from_file(name: str, org_id: str = "org-local") -> Schedule:
+        return dataclasses.replace(recurring(name), from_config=True, org_id=org_id)
+
+    b = await store.create_schedule(from_file("b"), now=NOW)
+    other = await store.create_schedule(from_file("a", "org-other"), now=NOW)
+    a = await store.create_schedule(from_file("a"), now=NOW)
+    await store.create_schedule(recurring("made by the API"), now=NOW)
+    assert [s.id for s in await store.list_config_schedules()] == [a.id, b.id, other.id]
+    assert await store.find_schedule_by_name("org-local", "b") == b
+    assert await store.find_schedule_by_name("org-other", "b") is None
+
+
+async def test_a_finished_run_recorded_once_per_instant(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    skipped = dataclasses.replace(launching(schedule), status=RunStatus.SKIPPED, finished_at=NOW)
+    assert await store.record_finished_run(skipped)
+    assert not await store.record_finished_run(dataclasses.replace(skipped, id="run-other"))
+    assert await store.get_run(skipped.id) == skipped
+    with pytest.raises(NotFound):
+        await store.get_run("run-unknown")
+
+
+async def test_runs_list_newest_first(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    instants = [NOW + timedelta(minutes=m) for m in (2, 0, 1)]
+    await store.claim_runs([launching(schedule, at) for at in instants])
+    page = await store.list_runs(schedule.id, limit=2, offset=0)
+    assert page.total == 3
+    assert [r.scheduled_for for r in page.items] == sorted(instants, reverse=True)[:2]
+
+
+def playbook(title: str, *, org_id: str = "org-local") -> Playbook:
+    return Playbook(org_id=org_id, title=title, body="b", created_at=NOW, updated_at=NOW)
+
+
+async def test_playbooks_page_by_id_and_count(store: Store) -> None:
+    made = [await store.create_playbook(playbook(f"p{i}")) for i in range(3)]
+    await store.create_playbook(playbook("elsewhere", org_id="org-other"))
+    first, more = await store.list_playbooks("org-local", first=2, after=None)
+    rest, more_after = await store.list_playbooks("org-local", first=2, after=first[-1].id)
+    assert [p.id for p in first + rest] == sorted(p.id for p in made)
+    assert (more, more_after) == (True, False)
+    assert await store.count_playbooks("org-local") == 3
+    titles = await store.playbook_titles([made[0].id, "playbook-unknown"])
+    assert titles == {made[0].id: "p0"}
+
+
+async def test_a_playbook_edit_and_upsert(store: Store) -> None:
+    created = await store.create_playbook(playbook("first"))
+    with pytest.raises(NotFound):
+        await store.get_playbook(created.id, org_id="org-other")
+    edited = await store.update_playbook(created.id, {"title": "second"}, org_id="org-local")
+    assert await store.get_playbook(created.id) == edited and edited.title == "second"
+    replacement = dataclasses.replace(
+        created, title="third", created_at=NOW + timedelta(days=1), created_by="someone"
+    )
+    upserted = await store.upsert_playbook(replacement)
+    assert (upserted.title, upserted.created_at, upserted.created_by) == ("third", NOW, None)
+    deleted = await store.update_playbook(created.id, {"deleted_at": NOW})
+    assert deleted.deleted_at == NOW
+    with pytest.raises(NotFound):
+        await store.get_playbook(created.id)
+    assert await store.count_playbooks("org-local") == 0

@@ -1,0 +1,85 @@
+"""The runs table: each `Store` run operation as a function of one SQLite connection.
+
+They run on a database thread inside the transaction `storage.db` gives them; the contracts
+are `storage.store.Store`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from storage import rules
+from storage.domain import FinishedRun, Run, RunOutcome
+from storage.enums import RunStatus
+from storage.errors import NotFound
+from storage.sqlite_rows import bound, page, rows_by_id, run, schedule, values_of
+from storage.store import Page
+from storage.tables import RUNS, SCHEDULES
+
+# Run with many parameter sets at once (one executemany, not one per row).
+_CLAIM = sqlite_insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+_FINISH_RUN = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in rules.RUN_RESULT})
+)
+_KEEP_BOOKS = (
+    update(SCHEDULES)
+    .where(SCHEDULES.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in rules.BOOKKEEPING})
+)
+
+_LAUNCHING = select(RUNS).where(RUNS.c.status == RunStatus.LAUNCHING)
+_NEWEST_FIRST = (RUNS.c.scheduled_for.desc(), RUNS.c.started_at.desc())
+
+
+def claim(conn: Connection, runs: Sequence[Run]) -> list[Run]:
+    """Insert the runs whose (schedule_id, scheduled_for) is new; those, in order."""
+    if not runs:
+        return []
+    inserted = set(conn.execute(_CLAIM, [values_of(item) for item in runs]).scalars())
+    return [item for item in runs if item.id in inserted]
+
+
+def finish(
+    conn: Connection, outcomes: Sequence[RunOutcome], max_failures: int
+) -> list[FinishedRun]:
+    """Fold `outcomes` into their runs and schedules: reads and writes in bulk."""
+    runs = {row.id: run(row) for row in rows_by_id(conn, RUNS, (o.run_id for o in outcomes))}
+    schedule_ids = (item.schedule_id for item in runs.values())
+    before = {row.id: schedule(row) for row in rows_by_id(conn, SCHEDULES, schedule_ids)}
+    finished, after = rules.fold_outcomes(runs, before, outcomes, max_failures)
+    if finished:
+        names = ("id", *rules.RUN_RESULT)
+        conn.execute(_FINISH_RUN, [bound(item.run, names) for item in finished])
+    changed = [value for sid, value in after.items() if value != before[sid]]
+    if changed:
+        conn.execute(_KEEP_BOOKS, [bound(value, ("id", *rules.BOOKKEEPING)) for value in changed])
+    return finished
+
+
+def launching(conn: Connection) -> list[Run]:
+    return [run(row) for row in conn.execute(_LAUNCHING)]
+
+
+def mark_dispatched(conn: Connection, run_id: str, at: datetime) -> int:
+    statement = update(RUNS).where(RUNS.c.id == run_id).values(dispatched_at=at, started_at=at)
+    return conn.execute(statement).rowcount
+
+
+def get(conn: Connection, run_id: str) -> Run:
+    row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"run '{run_id}' not found")
+    return run(row)
+
+
+def page_of(conn: Connection, schedule_id: str, limit: int, offset: int) -> Page[Run]:
+    where = RUNS.c.schedule_id == schedule_id
+    rows, total = page(conn, RUNS, where, _NEWEST_FIRST, limit, offset)
+    return Page([run(r) for r in rows], total)
