@@ -65,7 +65,8 @@ def uncheckpointed_wal(database: Path) -> bytes:
     """
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as conn:
         conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute("PRAGMA user_version = 1")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute(f"PRAGMA user_version = {version}")  # a write that changes nothing
         content = database.with_name(database.name + "-wal").read_bytes()
     assert content
     return content
