@@ -337,6 +337,13 @@ class AgentScopeConfig(_Section):
     require_token: bool = False
 
 
+class UiConfig(_Section):
+    """The web dashboard under /ui/."""
+
+    enabled: bool = True
+    session_idle: PositiveDuration = 43200.0
+
+
 def _playbook_id(value: str) -> str:
     if not value.startswith("playbook-") or len(value) == len("playbook-"):
         raise ValueError("must start with 'playbook-' followed by a name")
@@ -433,6 +440,7 @@ class Config(_Section):
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     agentscope: AgentScopeConfig = Field(default_factory=AgentScopeConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
     playbooks: list[PlaybookConfig] = Field(default_factory=list)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     source_path: Path = Field(default=Path("agentcron.toml"), exclude=True)

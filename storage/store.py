@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -49,6 +50,7 @@ from storage.enums import (
     PermissionMode,
     RunStatus,
     RunTrigger,
+    ScheduleState,
     ScheduleType,
     Source,
 )
@@ -118,6 +120,14 @@ class Page(Generic[T]):
 
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class NamedRun:
+    """A run with the name of its schedule, for lists of runs across schedules."""
+
+    run: Run
+    schedule_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +205,24 @@ def _run(row: Row[Any]) -> Run:
     values["trigger"] = RunTrigger(values["trigger"])
     values["status"] = RunStatus(values["status"])
     return Run(**values)
+
+
+def _named_run(row: Row[Any]) -> NamedRun:
+    values = dict(row._mapping)
+    name = values.pop("schedule_name")
+    values["trigger"] = RunTrigger(values["trigger"])
+    values["status"] = RunStatus(values["status"])
+    return NamedRun(Run(**values), name)
+
+
+_FAILED = [status.value for status in RunStatus if status.is_failure]
+_IN_STATE: dict[ScheduleState, Any] = {
+    ScheduleState.ALL: SCHEDULES.c.id.is_not(None),
+    ScheduleState.ENABLED: SCHEDULES.c.enabled.is_(True),
+    ScheduleState.PAUSED: SCHEDULES.c.enabled.is_(False),
+    ScheduleState.FAILING: SCHEDULES.c.consecutive_failures > 0,
+}
+"""The condition a live schedule meets in each dashboard state."""
 
 
 def _playbook(row: Row[Any]) -> Playbook:
@@ -713,6 +741,86 @@ class Store:
         def op(conn: Connection) -> Page[Run]:
             rows, total = _page(conn, RUNS, where, order, limit, offset)
             return Page([_run(r) for r in rows], total)
+
+        return await self.db.read(op)
+
+    # -- dashboard views -------------------------------------------------------------------
+
+    async def list_schedules_in_state(
+        self, org_id: str, state: ScheduleState, *, limit: int, offset: int
+    ) -> Page[Schedule]:
+        """Live schedules of an org in `state` (see `ScheduleState`), every agent's, ordered by
+        name (then id) along the (org, name) index, paged; `total` counts those in `state`."""
+        where = and_(
+            SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None), _IN_STATE[state]
+        )
+        order = (SCHEDULES.c.name, SCHEDULES.c.id)
+
+        def op(conn: Connection) -> Page[Schedule]:
+            rows, total = _page(conn, SCHEDULES, where, order, limit, offset)
+            return Page([_schedule(r) for r in rows], total)
+
+        return await self.db.read(op)
+
+    async def count_schedules_by_state(self, org_id: str) -> dict[ScheduleState, int]:
+        """How many live schedules of an org are in each `ScheduleState`, in one pass."""
+        query = select(*(func.count().filter(_IN_STATE[state]) for state in ScheduleState)).where(
+            SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None)
+        )
+
+        def op(conn: Connection) -> dict[ScheduleState, int]:
+            counts = conn.execute(query).one()
+            return {state: int(count) for state, count in zip(ScheduleState, counts, strict=True)}
+
+        return await self.db.read(op)
+
+    async def last_runs(self, schedule_ids: Iterable[str]) -> dict[str, Run]:
+        """The latest run (by `started_at`) of each of `schedule_ids` that has one, by schedule
+        id. Two index look-ups per schedule, however long its history."""
+        ids = sorted(set(schedule_ids))
+        latest = (
+            select(RUNS.c.id)
+            .where(RUNS.c.schedule_id == SCHEDULES.c.id)
+            .order_by(RUNS.c.started_at.desc())
+            .limit(1)
+            .correlate(SCHEDULES)
+            .scalar_subquery()
+        )
+
+        def op(conn: Connection) -> dict[str, Run]:
+            runs: dict[str, Run] = {}
+            for chunk in _chunks(ids):
+                run_ids = select(latest).where(SCHEDULES.c.id.in_(chunk))
+                for row in conn.execute(select(RUNS).where(RUNS.c.id.in_(run_ids))):
+                    runs[row.schedule_id] = _run(row)
+            return runs
+
+        return await self.db.read(op)
+
+    async def list_org_runs(
+        self, org_id: str, *, limit: int, offset: int, failures_first: bool = False
+    ) -> tuple[list[NamedRun], bool]:
+        """Runs of the org's live schedules, newest first (failed and interrupted ones before
+        the others when `failures_first`), paged; returns the page and whether more follow.
+
+        No total: counting every run of a large org would cost more than the page itself.
+        """
+        order: list[Any] = [RUNS.c.started_at.desc(), RUNS.c.id]
+        if failures_first:
+            order.insert(0, case((RUNS.c.status.in_(_FAILED), 0), else_=1))
+        query = (
+            select(RUNS, SCHEDULES.c.name.label("schedule_name"))
+            .join(SCHEDULES, RUNS.c.schedule_id == SCHEDULES.c.id)
+            .where(SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None))
+            .order_by(*order)
+            .limit(limit + 1)
+            .offset(offset)
+        )
+
+        def op(conn: Connection) -> tuple[list[NamedRun], bool]:
+            rows = conn.execute(query).all()
+            named = [_named_run(row) for row in rows[:limit]]
+            return named, len(rows) > limit
 
         return await self.db.read(op)
 
