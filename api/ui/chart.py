@@ -13,7 +13,7 @@ WIDTH, HEIGHT = 600, 120
 """The chart's coordinate space (it scales to the page's width)."""
 SLOTS = 30
 """Bars the chart has room for: the last 30 runs."""
-_LOWEST = 3.0
+_LOWEST = 4.0
 """A bar never shrinks below this, so a run of no duration (skipped, missed) still shows."""
 
 
@@ -25,6 +25,8 @@ class Bar:
     height: float
     status: str
     label: str
+    failed: bool
+    """A failed or interrupted run: drawn over a full-height band, so a quick failure shows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,10 @@ def run_chart(newest_first: Sequence[Run], now: datetime) -> Chart:
     for index, (run, duration) in enumerate(zip(runs, seconds, strict=True)):
         height = max(HEIGHT * duration / longest if longest else 0.0, _LOWEST)
         label = f"{run.scheduled_for:%Y-%m-%d %H:%M:%S} UTC: {run.status}, {duration:.2f} s"
-        bars.append(Bar(index * slot + 1, HEIGHT - height, slot - 2, height, run.status, label))
+        failed = run.status.is_failure
+        bars.append(
+            Bar(index * slot + 1, HEIGHT - height, slot - 2, height, run.status, label, failed)
+        )
     return Chart(bars, longest, _summary(runs))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 
@@ -59,7 +60,7 @@ async def read_form(request: web.Request) -> Form:
     """The posted form; 400 when its body cannot be read as one."""
     try:
         return await request.post()
-    except ValueError:  # undecodable text, a broken multipart body
+    except (ValueError, HttpProcessingError):  # undecodable text, a broken multipart body
         raise ApiError(400, "The form could not be read") from None
 
 
@@ -74,6 +75,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.route.name in OPEN_ROUTES:
         return await handler(request)
     session, caller = signed_in(request)
+    request[SESSION] = session
+    request[CALLER] = caller
     if request.method == "POST":
         form = await read_form(request)
         if not same_secret(session.csrf_token, form.get("csrf_token")):
@@ -81,8 +84,6 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     org_id = request.match_info.get("org_id")
     if org_id is not None:
         check_access(caller, org_id, Permission.MANAGE_ORG_SCHEDULES)
-    request[SESSION] = session
-    request[CALLER] = caller
     return await handler(request)
 
 
