@@ -129,7 +129,9 @@ def fill(base: str) -> str:
 
 
 def sign_in(browser: Browser, base: str, width: int):  # type: ignore[no-untyped-def]
-    page = browser.new_page(viewport={"width": width, "height": 900})
+    page = browser.new_page(
+        viewport={"width": width, "height": 900}, timezone_id="Europe/Berlin", locale="en-GB"
+    )
     page.goto(base + "/ui/sign-in")
     page.get_by_label("Service-user token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
