@@ -748,19 +748,21 @@ class Store:
 
     async def list_schedules_in_state(
         self, org_id: str, state: ScheduleState, *, limit: int, offset: int
-    ) -> Page[Schedule]:
+    ) -> list[Schedule]:
         """Live schedules of an org in `state` (see `ScheduleState`), every agent's, ordered by
-        name (then id) along the (org, name) index, paged; `total` counts those in `state`."""
+        name (then id) along the (org, name) index, paged. No total: `count_schedules_by_state`
+        counts every state in the one pass a page's total would cost."""
         where = and_(
             SCHEDULES.c.org_id == org_id, SCHEDULES.c.deleted_at.is_(None), _IN_STATE[state]
         )
-        order = (SCHEDULES.c.name, SCHEDULES.c.id)
-
-        def op(conn: Connection) -> Page[Schedule]:
-            rows, total = _page(conn, SCHEDULES, where, order, limit, offset)
-            return Page([_schedule(r) for r in rows], total)
-
-        return await self.db.read(op)
+        query = (
+            select(SCHEDULES)
+            .where(where)
+            .order_by(SCHEDULES.c.name, SCHEDULES.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return await self.db.read(lambda conn: [_schedule(r) for r in conn.execute(query)])
 
     async def count_schedules_by_state(self, org_id: str) -> dict[ScheduleState, int]:
         """How many live schedules of an org are in each `ScheduleState`, in one pass."""

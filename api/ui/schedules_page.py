@@ -46,9 +46,9 @@ async def schedules(request: web.Request) -> web.Response:
         org_id, query.state, limit=PAGE_SIZE, offset=offset
     )
     counts = await board.store.count_schedules_by_state(org_id)
-    last_runs = await board.store.last_runs(s.id for s in listed.items)
+    last_runs = await board.store.last_runs(s.id for s in listed)
     now = board.clock.now()
-    rows = [Row(s, next_fires(s, now), last_runs.get(s.id)) for s in listed.items]
+    rows = [Row(s, next_fires(s, now), last_runs.get(s.id)) for s in listed]
     context = {
         "rows": rows,
         "state": query.state,
@@ -56,8 +56,8 @@ async def schedules(request: web.Request) -> web.Response:
         "counts": counts,
         "page_number": query.page,
         "first": offset + 1,
-        "total": listed.total,
-        "has_next": offset + len(rows) < listed.total,
+        "total": counts[query.state],
+        "has_next": offset + len(rows) < counts[query.state],
     }
     return page(request, "schedules.html", context)
 
