@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import html
 import re
+import ssl
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from api.app import create_app
 from api.keys import ApiSettings
-from storage.domain import Run, RunOutcome, Schedule
+from storage.domain import Run, RunOutcome
 from storage.enums import RunStatus, RunTrigger
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -33,6 +38,7 @@ from tests.conftest import (
     ApiHarness,
     FakeClock,
     RecordingEvents,
+    Serving,
     make_directory,
 )
 
@@ -165,6 +171,52 @@ async def test_sign_in_opens_a_session_in_an_httponly_samesite_strict_cookie(
     assert ADMIN_TOKEN not in cookie
     assert await visitor.get(f"{UI}/schedules") == 200
     assert "service-admin" in visitor.text()
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_over_https_the_cookies_are_secure(
+    tls: ssl.SSLContext, store: Store, directory: DirectoryRef
+) -> None:
+    app = create_app(
+        store=store,
+        events=RecordingEvents(store),
+        directory=directory,
+        clock=FakeClock(START),
+        lifecycle=Serving(),
+        settings=ApiSettings(ui_enabled=True),
+    )
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=tls)
+    jar = aiohttp.CookieJar(unsafe=True)
+    try:
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with http.get(server.make_url("/ui/sign-in"), ssl=False) as answer:
+                assert "; Secure" in answer.headers["Set-Cookie"]
+                token = re.search(r'name="csrf_token" value="([^"]*)"', await answer.text())
+            assert token is not None
+            form = {"token": ADMIN_TOKEN, "csrf_token": token.group(1)}
+            url = server.make_url("/ui/sign-in")
+            async with http.post(url, data=form, ssl=False, allow_redirects=False) as answer:
+                assert answer.status == 303
+                cookies = answer.headers.getall("Set-Cookie")
+        session = next(c for c in cookies if c.startswith("agentcron_session="))
+        assert "; Secure" in session and "HttpOnly" in session and "SameSite=Strict" in session
+    finally:
+        await server.close()
 
 
 async def test_a_wrong_token_is_refused_and_opens_no_session(visitor: Visitor) -> None:
@@ -561,7 +613,3 @@ async def finished_runs(store: Store, schedule_id: str, statuses: list[RunStatus
         await store.finish_runs([outcome], max_consecutive_failures=0)
         runs.append(run)
     return runs
-
-
-def _unused(schedule: Schedule) -> None:  # keeps the import honest for type checkers
-    del schedule
