@@ -17,8 +17,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "screenshots"
@@ -84,7 +85,7 @@ def write_config(directory: Path, port: int) -> Path:
     return config
 
 
-def call(base: str, method: str, path: str, body: object = None) -> object:
+def call(base: str, method: str, path: str, body: object = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         base + path,
@@ -115,20 +116,30 @@ def wait_ready(base: str, daemon: subprocess.Popen[bytes]) -> None:
 def fill(base: str) -> str:
     """Create the example schedules, pause one, run two a few times; the flaky one's id."""
     devin = f"/v3/organizations/{ORG}"
-    ids = []
+    ids: list[str] = []
     for name, prompt, frequency, zone in SCHEDULES:
         body = {"name": name, "prompt": prompt, "frequency": frequency, "timezone": zone}
         created = call(base, "POST", f"{devin}/schedules", body)
-        ids.append(created["scheduled_session_id"])  # type: ignore[index]
+        ids.append(created["scheduled_session_id"])
     call(base, "PATCH", f"{devin}/schedules/{ids[3]}", {"enabled": False})
     for schedule_id in (ids[0], ids[1]) * 6 + (ids[1],) * 6:
         call(base, "POST", f"{devin}/schedules/{schedule_id}/trigger")
-        time.sleep(0.15)  # the command launcher runs one fire at a time here; keep them apart
-    time.sleep(2)
+        time.sleep(0.15)  # one launch at a time: the launcher's counter file is not locked
+    for schedule_id in ids[:2]:
+        wait_finished(base, f"{devin}/schedules/{schedule_id}/runs")
     return ids[1]
 
 
-def sign_in(browser: Browser, base: str, width: int):  # type: ignore[no-untyped-def]
+def wait_finished(base: str, runs_path: str) -> None:
+    """Wait (20 s at most) until no run of the schedule is still launching."""
+    deadline = time.monotonic() + 20
+    while any(run["status"] == "launching" for run in call(base, "GET", runs_path)["items"]):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"runs still launching after 20 s: {runs_path}")
+        time.sleep(0.1)
+
+
+def sign_in(browser: Browser, base: str, width: int) -> Page:
     page = browser.new_page(
         viewport={"width": width, "height": 900}, timezone_id="Europe/Berlin", locale="en-GB"
     )

@@ -16,16 +16,24 @@ _FINAL = [status for status in RunStatus if status != RunStatus.LAUNCHING]
 
 async def health_page(request: web.Request) -> web.Response:
     board = dashboard(request)
+    in_flight = _sample("agentcron_launches_in_flight")
     context = {
         "version": _version(),
         "state": board.lifecycle.state,
         "launchers": list(board.facts.launchers) if board.facts else [],
         "counts": await board.store.count_schedules_by_state(request.match_info["org_id"]),
-        "runs_by_status": {status: _sample("agentcron_runs_total", status) for status in _FINAL},
-        "in_flight": _sample("agentcron_launches_in_flight"),
+        "runs_by_status": {status: _runs(status, in_flight is not None) for status in _FINAL},
+        "in_flight": in_flight,
         "sessions": len(board.sessions),
     }
     return page(request, "health.html", context)
+
+
+def _runs(status: RunStatus, recorded: bool) -> int | None:
+    """Runs ended with `status` since start; 0 for a status not seen yet where the engine's
+    metrics are recorded at all (in the daemon), None where they are not."""
+    count = _sample("agentcron_runs_total", status)
+    return 0 if count is None and recorded else count
 
 
 def _sample(name: str, status: str | None = None) -> int | None:
