@@ -7,7 +7,7 @@ from aiohttp import web
 from api import health, openapi, playbooks, runs, schedules
 from api.errors import error_middleware
 from api.keys import CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
-from api.ports import Lifecycle, ScheduleEvents
+from api.ports import DaemonFacts, Lifecycle, ScheduleEvents
 from storage.clock import Clock
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -23,8 +23,12 @@ def create_app(
     clock: Clock,
     lifecycle: Lifecycle,
     settings: ApiSettings,
+    facts: DaemonFacts | None = None,
 ) -> web.Application:
-    """Build the app with every route; nothing starts until it is run."""
+    """Build the app with every route; nothing starts until it is run.
+
+    `facts` is what the dashboard's health page shows of the daemon (None: not known).
+    """
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[STORE] = store
     app[EVENTS] = events
@@ -43,4 +47,8 @@ def create_app(
         from api import agentscope
 
         agentscope.add_routes(app)
+    if settings.ui_enabled:
+        from api.ui.routes import add_dashboard
+
+        add_dashboard(app, facts=facts)
     return app

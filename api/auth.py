@@ -24,7 +24,11 @@ def bearer_service_user(request: web.Request) -> ServiceUser:
 
 def authorize(request: web.Request, org_id: str, *permissions: Permission) -> ServiceUser:
     """Authenticate, then require membership of `org_id` and every permission (else 403)."""
-    service_user = bearer_service_user(request)
+    return check_access(bearer_service_user(request), org_id, *permissions)
+
+
+def check_access(service_user: ServiceUser, org_id: str, *permissions: Permission) -> ServiceUser:
+    """`service_user` if it is of `org_id` and holds every permission; else 403."""
     if service_user.org_id != org_id:
         raise ApiError(403, f"This token has no access to organization '{org_id}'")
     for permission in permissions:

@@ -20,6 +20,10 @@ class ApiSettings:
     agentscope_enabled: bool = False
     agentscope_org: str = "org-local"
     agentscope_require_token: bool = False
+    ui_enabled: bool = False
+    """Serve the dashboard under /ui/ (the daemon's `[ui] enabled`, on by default there)."""
+    ui_session_idle: float = 43200.0
+    """Seconds without a request after which a dashboard session ends."""
 
 
 STORE = web.AppKey("store", Store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from storage.domain import Run, Schedule
@@ -32,4 +33,13 @@ class Lifecycle(Protocol):
     @property
     def state(self) -> str:
         """`starting`, `serving` or `stopping`; only `serving` is ready."""
+        ...
+
+
+class DaemonFacts(Protocol):
+    """What the dashboard's health page tells about the running daemon."""
+
+    @property
+    def launchers(self) -> Sequence[str]:
+        """How each configured launcher starts sessions (`http`, `command`)."""
         ...

@@ -47,6 +47,7 @@ from daemon.config_sections import SchedulerConfig as SchedulerConfig
 from daemon.config_sections import ServerConfig as ServerConfig
 from daemon.config_sections import ServiceUserConfig as ServiceUserConfig
 from daemon.config_sections import StorageConfig as StorageConfig
+from daemon.config_sections import UiConfig as UiConfig
 from daemon.config_sections import UserConfig as UserConfig
 from daemon.config_sections import split_listen as split_listen
 from daemon.config_types import Duration as Duration
@@ -70,6 +71,7 @@ class Config(Section):
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     agentscope: AgentScopeConfig = Field(default_factory=AgentScopeConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
     playbooks: list[PlaybookConfig] = Field(default_factory=list)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     source_path: Path = Field(default=Path("agentcron.toml"), exclude=True)

@@ -199,6 +199,13 @@ class AgentScopeConfig(Section):
     require_token: bool = False
 
 
+class UiConfig(Section):
+    """The web dashboard under /ui/."""
+
+    enabled: bool = True
+    session_idle: PositiveDuration = 43200.0
+
+
 def _macro(value: str) -> str:
     if not re.fullmatch(r"![^\s!]+", value):
         raise ValueError("must be '!' followed by a name, e.g. '!deploy'")

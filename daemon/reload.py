@@ -49,6 +49,8 @@ RESTART_KEYS: Final = (
     ("agentscope", "enabled"),
     ("agentscope", "org"),
     ("agentscope", "require_token"),
+    ("ui", "enabled"),
+    ("ui", "session_idle"),
 )
 """(section, key) pairs read once at start-up: changing them needs a restart."""
 

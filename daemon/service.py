@@ -56,6 +56,8 @@ def api_settings(config: Config) -> ApiSettings:
         agentscope_enabled=config.agentscope.enabled,
         agentscope_org=config.agentscope.org,
         agentscope_require_token=config.agentscope.require_token,
+        ui_enabled=config.ui.enabled,
+        ui_session_idle=config.ui.session_idle,
     )
 
 
@@ -69,6 +71,11 @@ class Daemon:
         self.systemd = SystemdNotifier.from_environ()
         self._stop = asyncio.Event()
         self._critical: set[asyncio.Task[object]] = set()
+
+    @property
+    def launchers(self) -> tuple[str, ...]:
+        """The launcher in force (a reload may change it), for the dashboard."""
+        return (self.config.launcher.type,)
 
     async def run(self) -> int:
         """Serve until stopped; return the process exit code."""
@@ -135,6 +142,7 @@ class Daemon:
             clock=self.clock,
             lifecycle=self,
             settings=api_settings(self.config),
+            facts=self,
         )
         server = self.config.server
         try:

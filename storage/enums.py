@@ -65,3 +65,12 @@ class Permission(StrEnum):
     IMPERSONATE_ORG_SESSIONS = "ImpersonateOrgSessions"
     MANAGE_ORG_PLAYBOOKS = "ManageOrgPlaybooks"
     USE_DEVIN_SESSIONS = "UseDevinSessions"
+
+
+class ScheduleState(StrEnum):
+    """The dashboard's filter of an org's schedules."""
+
+    ALL = "all"
+    ENABLED = "enabled"
+    PAUSED = "paused"  # disabled: by hand, by an auto-pause, or a one_time schedule that fired
+    FAILING = "failing"  # its latest runs failed: consecutive_failures > 0

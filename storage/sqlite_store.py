@@ -16,11 +16,19 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from storage import rules, sqlite_identities, sqlite_playbooks, sqlite_runs, sqlite_schedules
+from storage import (
+    rules,
+    sqlite_identities,
+    sqlite_playbooks,
+    sqlite_runs,
+    sqlite_schedules,
+    sqlite_views,
+)
 from storage.db import Database
 from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
+from storage.enums import ScheduleState
 from storage.identities import Directory
-from storage.store import FireState, Move, Page
+from storage.store import FireState, Move, NamedRun, Page
 
 
 class SqliteStore:
@@ -164,6 +172,29 @@ class SqliteStore:
     async def list_runs(self, schedule_id: str, *, limit: int, offset: int) -> Page[Run]:
         return await self.db.read(
             lambda conn: sqlite_runs.page_of(conn, schedule_id, limit, offset)
+        )
+
+    # -- the dashboard's views -------------------------------------------------------------
+
+    async def list_schedules_in_state(
+        self, org_id: str, state: ScheduleState, *, limit: int, offset: int
+    ) -> list[Schedule]:
+        return await self.db.read(
+            lambda conn: sqlite_views.schedules_in_state(conn, org_id, state, limit, offset)
+        )
+
+    async def count_schedules_by_state(self, org_id: str) -> dict[ScheduleState, int]:
+        return await self.db.read(lambda conn: sqlite_views.count_by_state(conn, org_id))
+
+    async def last_runs(self, schedule_ids: Iterable[str]) -> dict[str, Run]:
+        ids = list(schedule_ids)
+        return await self.db.read(lambda conn: sqlite_views.last_runs(conn, ids))
+
+    async def list_org_runs(
+        self, org_id: str, *, limit: int, offset: int, failures_first: bool = False
+    ) -> tuple[list[NamedRun], bool]:
+        return await self.db.read(
+            lambda conn: sqlite_views.org_runs(conn, org_id, limit, offset, failures_first)
         )
 
     # -- playbooks -------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
+from storage.enums import ScheduleState
 from storage.errors import NotFound as NotFound  # re-exported: its earlier home
 from storage.identities import Directory
 
@@ -51,6 +52,14 @@ class Page(Generic[T]):
 
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class NamedRun:
+    """A run with the name of its schedule, for lists of runs across schedules."""
+
+    run: Run
+    schedule_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +318,30 @@ class Store(Protocol):
         No org check: callers read the schedule first. `total` and the items are two reads.
         Raises StoreUnavailable.
         """
+        ...
+
+    # -- the dashboard's views -------------------------------------------------------------
+
+    async def list_schedules_in_state(
+        self, org_id: str, state: ScheduleState, *, limit: int, offset: int
+    ) -> list[Schedule]:
+        """Live schedules of an org in `state`, every agent's, ordered by name then id,
+        paged. No total: `count_schedules_by_state` counts every state in one pass."""
+        ...
+
+    async def count_schedules_by_state(self, org_id: str) -> dict[ScheduleState, int]:
+        """How many live schedules of an org are in each `ScheduleState` (one read)."""
+        ...
+
+    async def last_runs(self, schedule_ids: Iterable[str]) -> dict[str, Run]:
+        """The latest run (by `started_at`) of each of `schedule_ids` that has one, by id."""
+        ...
+
+    async def list_org_runs(
+        self, org_id: str, *, limit: int, offset: int, failures_first: bool = False
+    ) -> tuple[list[NamedRun], bool]:
+        """Runs of the org's live schedules, newest first (failed and interrupted first when
+        `failures_first`), paged; answers the page and whether more follow (no total)."""
         ...
 
     # -- playbooks -------------------------------------------------------------------------

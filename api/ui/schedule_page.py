@@ -1,0 +1,99 @@
+"""A schedule's page: its fields, run history and chart, the edit form, trigger and delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.body import parse_query
+from api.devin_models import ScheduleUpdate
+from api.errors import Unprocessable
+from api.ui import writes
+from api.ui.chart import SLOTS, run_chart, run_seconds
+from api.ui.context import SESSION, dashboard
+from api.ui.forms import ScheduleForm, body_of, validated, with_errors
+from api.ui.guard import read_form, text
+from api.ui.render import page
+from api.ui.timing import next_fires
+from storage.domain import Schedule
+from storage.enums import ScheduleType
+from storage.values import MAX_INT
+
+RUNS_PER_PAGE = SLOTS
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    runs_page: int = Field(default=1, ge=1, le=MAX_INT)
+
+
+async def schedule_page(request: web.Request) -> web.Response:
+    schedule = await _schedule(request)
+    return await _render(request, schedule, ScheduleForm.of(schedule))
+
+
+async def edit_schedule(request: web.Request) -> web.Response:
+    schedule = await _schedule(request)
+    body = body_of(await read_form(request))
+    if schedule.schedule_type == ScheduleType.ONE_TIME and not body["frequency"]:
+        del body["frequency"]  # a one_time schedule has none to keep
+    try:
+        await writes.update(request, schedule.id, validated(ScheduleUpdate, body))
+    except Unprocessable as refusal:
+        return await _render(request, schedule, with_errors(body, refusal), status=422)
+    request[SESSION].flash = "Changes saved."
+    raise web.HTTPSeeOther(request.path)
+
+
+async def trigger_schedule(request: web.Request) -> web.Response:
+    run = await writes.trigger(request, request.match_info["schedule_id"])
+    request[SESSION].flash = f"Run {run.id} started."
+    raise web.HTTPSeeOther(_schedule_path(request))
+
+
+async def confirm_delete(request: web.Request) -> web.Response:
+    return page(request, "delete.html", {"schedule": await _schedule(request), "error": None})
+
+
+async def delete_schedule(request: web.Request) -> web.Response:
+    form = await read_form(request)
+    if text(form, "confirm") != "yes":
+        context = {"schedule": await _schedule(request), "error": "Tick the box to confirm."}
+        return page(request, "delete.html", context, status=422)
+    deleted = await writes.delete(request, request.match_info["schedule_id"])
+    request[SESSION].flash = f"Schedule {deleted.name!r} deleted."
+    raise web.HTTPSeeOther(f"/ui/orgs/{deleted.org_id}/schedules")
+
+
+async def _schedule(request: web.Request) -> Schedule:
+    """The path's schedule, of any agent; NotFound (404) unless it is a live one of the org."""
+    org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
+    return await dashboard(request).store.get_schedule(schedule_id, org_id=org_id)
+
+
+def _schedule_path(request: web.Request) -> str:
+    return f"/ui/orgs/{request.match_info['org_id']}/schedules/{request.match_info['schedule_id']}"
+
+
+async def _render(
+    request: web.Request, schedule: Schedule, form: ScheduleForm, *, status: int = 200
+) -> web.Response:
+    query = parse_query(request.query, HistoryQuery)
+    board = dashboard(request)
+    offset = (query.runs_page - 1) * RUNS_PER_PAGE
+    runs = await board.store.list_runs(schedule.id, limit=RUNS_PER_PAGE, offset=offset)
+    now = board.clock.now()
+    context: dict[str, Any] = {
+        "schedule": schedule,
+        "fires": next_fires(schedule, now),
+        "runs": [(run, run_seconds(run, now)) for run in runs.items],
+        "runs_total": runs.total,
+        "runs_page": query.runs_page,
+        "runs_has_next": offset + len(runs.items) < runs.total,
+        "chart": run_chart(runs.items, now),
+        "form": form,
+    }
+    return page(request, "schedule.html", context, status=status)
