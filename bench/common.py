@@ -505,9 +505,23 @@ def generate_load(
     A PATCH/POST body may contain `{n}`, replaced by a request counter. Uses `wrk` when it
     is installed (it costs the machine far less CPU than a Python client), else aiohttp.
     """
+    plan = LoadPlan(base, method, paths, connections, seconds, body, token)
     if use_wrk and shutil.which("wrk"):
-        return _wrk(base, method, paths, connections, seconds, body, token)
-    return asyncio.run(_python_load(base, method, paths, connections, seconds, body, token))
+        return _wrk(plan)
+    return asyncio.run(_python_load(plan))
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What one load run sends (see `generate_load`)."""
+
+    base: str
+    method: str
+    paths: Sequence[str]
+    connections: int
+    seconds: float
+    body: str | None
+    token: str | None
 
 
 _WRK_SCRIPT = """
@@ -533,23 +547,15 @@ end
 """
 
 
-def _wrk(
-    base: str,
-    method: str,
-    paths: Sequence[str],
-    connections: int,
-    seconds: float,
-    body: str | None,
-    token: str | None,
-) -> Load:
+def _wrk(plan: LoadPlan) -> Load:
     body_code = ""
-    if body is not None:
-        lua_body = json.dumps(body).replace("{n}", '" .. counter .. "')
+    if plan.body is not None:
+        lua_body = json.dumps(plan.body).replace("{n}", '" .. counter .. "')
         body_code = f"body = {lua_body}"
     script = _WRK_SCRIPT % {
-        "paths": ", ".join(json.dumps(p) for p in paths),
-        "method": method,
-        "auth": f'wrk.headers["Authorization"] = "Bearer {token}"' if token else "",
+        "paths": ", ".join(json.dumps(p) for p in plan.paths),
+        "method": plan.method,
+        "auth": f'wrk.headers["Authorization"] = "Bearer {plan.token}"' if plan.token else "",
         "body": body_code,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -559,17 +565,17 @@ def _wrk(
             [
                 "wrk",
                 "-t1",
-                f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
+                f"-c{plan.connections}",
+                f"-d{max(1, round(plan.seconds))}s",
                 "--timeout",
                 "10s",
                 "-s",
                 handle.name,
-                base,
+                plan.base,
             ],
             capture_output=True,
             text=True,
-            timeout=seconds + 60,
+            timeout=plan.seconds + 60,
             env=environment(),
         )
     finally:
@@ -581,36 +587,28 @@ def _wrk(
     return Load("wrk", requests, micros / 1e6, errors, p50 / 1e6, p99 / 1e6, worst / 1e6)
 
 
-async def _python_load(
-    base: str,
-    method: str,
-    paths: Sequence[str],
-    connections: int,
-    seconds: float,
-    body: str | None,
-    token: str | None,
-) -> Load:
+async def _python_load(plan: LoadPlan) -> Load:
     import aiohttp
 
     headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    if plan.token:
+        headers["Authorization"] = f"Bearer {plan.token}"
     latencies: list[float] = []
     errors = 0
     counter = 0
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(base, connector=connector, headers=headers) as session:
-        deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=plan.connections)
+    async with aiohttp.ClientSession(plan.base, connector=connector, headers=headers) as session:
+        deadline = time.perf_counter() + plan.seconds
 
         async def worker() -> None:
             nonlocal errors, counter
             while time.perf_counter() < deadline:
                 counter += 1
-                path = paths[counter % len(paths)]
-                data = None if body is None else body.replace("{n}", str(counter))
+                path = plan.paths[counter % len(plan.paths)]
+                data = None if plan.body is None else plan.body.replace("{n}", str(counter))
                 began = time.perf_counter()
                 try:
-                    async with session.request(method, path, data=data) as response:
+                    async with session.request(plan.method, path, data=data) as response:
                         await response.read()
                         if response.status >= 400:
                             errors += 1
@@ -619,7 +617,7 @@ async def _python_load(
                 latencies.append(time.perf_counter() - began)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(worker() for _ in range(plan.connections)))
         elapsed = time.perf_counter() - began
     return Load(
         "python-aiohttp",

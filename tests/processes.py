@@ -16,8 +16,8 @@ The process
     `wait_ready(process, base_url, log_path)`: poll `/readyz` until it answers 200.
     `stop_process(process, timeout)`: SIGTERM, then SIGKILL if it outlives `timeout`.
 Small pieces
-    `free_port()`, `wait_until(predicate, what, timeout)`, `http_request` (status, raw
-    body) and `http_call` (status, parsed JSON), both ignoring proxies.
+    `free_port()`, `wait_until(predicate, what, timeout)`, `http_call(url, ...)` (status,
+    parsed JSON), ignoring proxies.
 """
 
 from __future__ import annotations
@@ -81,15 +81,16 @@ def wait_until(
         time.sleep(interval)
 
 
-def http_request(
+def http_call(
     url: str,
     method: str = "GET",
     *,
     token: str | None = None,
     body: Any = None,
     timeout: float = 10.0,
-) -> tuple[int, bytes]:
-    """One request with a JSON `body` (if any), proxies ignored; (status, raw answer)."""
+) -> tuple[int, Any]:
+    """One request with a JSON `body` (if any), proxies ignored; (status, the answer parsed:
+    JSON, else its text, None when empty)."""
     import urllib.error  # here, not above: the start-up benchmark's daemon imports this module
     import urllib.request
 
@@ -101,22 +102,9 @@ def http_request(
     no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with no_proxy.open(request, timeout=timeout) as response:
-            return response.status, response.read()
+            return response.status, _json_or_none(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def http_call(
-    url: str,
-    method: str = "GET",
-    *,
-    token: str | None = None,
-    body: Any = None,
-    timeout: float = 10.0,
-) -> tuple[int, Any]:
-    """`http_request`, the answer parsed: JSON, else its text, None when empty."""
-    status, raw = http_request(url, method, token=token, body=body, timeout=timeout)
-    return status, _json_or_none(raw)
+        return error.code, _json_or_none(error.read())
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -238,7 +226,7 @@ def wait_ready(
             tail = log_tail(log_path)
             raise DaemonExited(f"agentcron exited with {process.returncode}:\n{tail}")
         try:
-            return http_request(base_url + "/readyz", timeout=1.0)[0] == 200
+            return http_call(base_url + "/readyz", timeout=1.0)[0] == 200
         except OSError:
             return False
 
