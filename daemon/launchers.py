@@ -14,20 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
 import json
 import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 
 from daemon.config import LauncherConfig
+from daemon.retry import Backoff, RetryPolicy, Stop, retry, retry_after_seconds
 from daemon.sdnotify import SUPERVISION_ENVIRONMENT
 from daemon.secrets import read_secret
 from storage.domain import Schedule
@@ -37,6 +36,8 @@ BODY_SNIPPET = 200
 STDERR_TAIL = 500
 """Characters of a command's stderr quoted in an error."""
 _READ_LIMIT = 64 * 1024
+LAUNCH_BACKOFF = Backoff(base=0.5, cap=30.0)
+"""Waits between attempts at the session service (`launcher.timeout` bounds them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +106,6 @@ def _snippet(text: str, limit: int = BODY_SNIPPET) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delay before retry n (1-based): base * 2**(n-1), at most `cap` seconds."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, retry: int) -> float:
-        return min(self.cap, self.base * 2.0 ** (retry - 1))
-
-
-@dataclass(frozen=True, slots=True)
 class _Answer:
     """One attempt's outcome: final (success or not), or transient (retried)."""
 
@@ -127,24 +117,17 @@ class _Answer:
     short_of_resources: bool = False
     """The attempt failed on this host (out of descriptors or memory), before any request."""
 
+    @property
+    def retryable(self) -> bool:
+        return not self.final
+
+    @property
+    def counted(self) -> bool:
+        """An attempt short of resources never reached the service: it does not count."""
+        return not self.short_of_resources
+
     def result(self, attempts: int) -> LaunchResult:
         return LaunchResult(attempts, self.session_id, self.session_url, self.error)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """A `Retry-After` header (delay-seconds or an HTTP-date) in seconds from `now`."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def create_session_body(request: LaunchRequest) -> dict[str, Any]:
@@ -171,7 +154,11 @@ class HttpLauncher:
     """Creates sessions on a Devin v3 compatible session service."""
 
     def __init__(
-        self, config: LauncherConfig, *, http: aiohttp.ClientSession, backoff: Backoff = Backoff()
+        self,
+        config: LauncherConfig,
+        *,
+        http: aiohttp.ClientSession,
+        backoff: Backoff = LAUNCH_BACKOFF,
     ) -> None:
         self.config = config
         self.http = http
@@ -201,30 +188,24 @@ class HttpLauncher:
         reached the service: it does not count against `max_attempts`, so such a launch is
         retried, with backoff, until the timeout, by which the shortage has often passed.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.timeout
-        answer = _Answer(final=False)
-        reached = 0
-        for attempt in itertools.count(1):
-            attempts[0] = attempt
-            answer = await self._attempt(request)
-            reached += 0 if answer.short_of_resources else 1
-            if answer.final or reached == self.config.max_attempts:
-                break
-            delay = answer.retry_after
-            delay = self.backoff.delay(attempt) if delay is None else delay
-            if loop.time() + delay >= deadline:
-                timeout = _seconds(self.config.timeout)
-                return LaunchResult(
-                    attempts=attempt,
-                    error=f"{answer.error} (gave up after {_plural_attempts(attempt)}: "
-                    f"the next retry would pass the {timeout} launch timeout)",
-                )
-            await asyncio.sleep(delay)
-        if not answer.final:
-            error = f"{answer.error} (after {_plural_attempts(attempts[0])})"
-            return LaunchResult(attempts[0], error=error)
-        return answer.result(attempts[0])
+
+        async def attempt(number: int) -> _Answer:
+            attempts[0] = number
+            return await self._attempt(request)
+
+        policy = RetryPolicy(self.config.max_attempts, self.config.timeout, self.backoff)
+        retried = await retry(policy, attempt)
+        answer, count = retried.outcome, retried.attempts
+        if retried.stop is Stop.DEADLINE:
+            timeout = _seconds(self.config.timeout)
+            return LaunchResult(
+                attempts=count,
+                error=f"{answer.error} (gave up after {_plural_attempts(count)}: "
+                f"the next retry would pass the {timeout} launch timeout)",
+            )
+        if retried.stop is Stop.ATTEMPTS:
+            return LaunchResult(count, error=f"{answer.error} (after {_plural_attempts(count)})")
+        return answer.result(count)
 
     async def _attempt(self, request: LaunchRequest) -> _Answer:
         url, body, create = self._call(request)

@@ -18,7 +18,7 @@ What is derived from it, so none of it is written out a second time:
   defaults of that façade's create (`api.agentscope_models`);
 - the `[[schedules]]` section of the configuration file and what bootstrap writes from it
   (`daemon.config_schedules`, `daemon.bootstrap`);
-- the schedule in a webhook's body (`daemon.notify`), and `storage.timing.TIMING_FIELDS`.
+- the schedule in a webhook's body (`daemon.notify_messages`), and `storage.timing.TIMING_FIELDS`.
 
 `tests/unit/test_catalogue.py` checks that each of them agrees with this module.
 

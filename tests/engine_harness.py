@@ -19,7 +19,8 @@ import aiohttp
 
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
-from daemon.launchers import Backoff, HttpLauncher, Launcher
+from daemon.launchers import HttpLauncher, Launcher
+from daemon.retry import Backoff
 from storage.clock import SystemClock
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import RunStatus, ScheduleType
