@@ -36,7 +36,8 @@ from daemon.launchers import (
 
 SESSION_ROUTES: Final = ("/session/", "/sessions/")
 """Where sessions are made: the documented route first, then AgentScope 2.0's own."""
-_NO_ROUTE: Final = '{"detail":"Not Found"}'
+_NO_ROUTE: Final = {"detail": "Not Found"}
+"""What FastAPI answers for a path it has no route for."""
 
 
 def chat_input(request: LaunchRequest) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def _route_missing(route: str) -> str:
 
 
 def _session(status: int, text: str, *, route: str) -> Answer:
-    if status in (404, 405) and "".join(text.split()) == _NO_ROUTE:
+    if status in (404, 405) and json_object(status, text) == _NO_ROUTE:
         return final_answer(error=_route_missing(route))
     if not 200 <= status < 300:
         return refused(status, text)
