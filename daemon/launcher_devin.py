@@ -46,6 +46,10 @@ def devin_session_body(request: LaunchRequest, *, max_acu_limit: int | None) -> 
 class DevinLauncher(HttpLauncher):
     """Creates Devin sessions, or messages the session a stateful schedule keeps."""
 
+    @property
+    def idempotent(self) -> bool:
+        return False  # Devin documents no idempotency key: a resent request makes a second session
+
     async def launch(self, request: LaunchRequest) -> LaunchResult:
         org = quote(self.config.org_id or request.schedule.org_id, safe="")
         sessions = f"{self.config.service_url}/v3/organizations/{org}/sessions"

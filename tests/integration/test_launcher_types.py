@@ -106,6 +106,15 @@ async def test_devin_messages_the_session_a_stateful_schedule_keeps(
     assert sent.headers["Authorization"] == "Bearer cog_s3cret"
 
 
+async def test_neither_devin_nor_agentscope_is_resent_after_a_crash(
+    http: aiohttp.ClientSession,
+) -> None:
+    # Neither service takes an idempotency key: `idempotent = true` cannot make them so.
+    assert not devin("http://127.0.0.1:9", http, idempotent=True).idempotent
+    scope = LauncherConfig(type="agentscope", base_url="http://127.0.0.1:9", idempotent=True)
+    assert not AgentScopeLauncher(scope, http=http).idempotent
+
+
 async def test_devin_retries_as_the_http_launcher_does_and_reports_a_refusal(
     service: SessionService, http: aiohttp.ClientSession
 ) -> None:
