@@ -59,6 +59,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     caller = authorize(request, org_id, MANAGE)
     body = await parse_body(request, ScheduleCreate)
     _check_run_as(request, caller, body.create_as_user_id, key="create_as_user_id")
+    _check_launcher(request, body.launcher)
     await _check_playbook(request, caller.org_id, body.playbook_id)
     now = request.app[CLOCK].now()
     schedule = new_schedule(body, org_id=org_id, by=caller.id, now=now)
@@ -113,6 +114,7 @@ async def update_schedule(request: web.Request) -> web.Response:
         schedule = await store.get_schedule(schedule_id, org_id=org_id, agents=agents)
         return await _answer(request, schedule, edit_headers(schedule))
     _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
+    _check_launcher(request, changes.get("launcher"))
     await _check_playbook(request, org_id, changes.get("playbook_id"))
     now = request.app[CLOCK].now()
     updated = await store.update_schedule(
@@ -272,6 +274,15 @@ def _check_run_as(
     refusal = request.app[DIRECTORY].current.run_as_refusal(user_id, caller.org_id)
     if refusal is not None:
         raise unprocessable(("body", key), refusal)
+
+
+def _check_launcher(request: web.Request, name: str | None) -> None:
+    """422 unless `name` is a configured launcher. None (the default launcher) passes."""
+    if name is None:
+        return
+    refusal = request.app[DIRECTORY].current.launcher_refusal(name)
+    if refusal is not None:
+        raise unprocessable(("body", "launcher"), refusal)
 
 
 async def _check_playbook(request: web.Request, org_id: str, playbook_id: str | None) -> None:

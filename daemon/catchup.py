@@ -93,7 +93,9 @@ class CatchUp:
 
     # -- recovery --------------------------------------------------------------------------
 
-    async def recover(self, now: datetime, *, idempotent: bool) -> tuple[int, list[PendingLaunch]]:
+    async def recover(
+        self, now: datetime, *, idempotent: Callable[[Schedule], bool]
+    ) -> tuple[int, list[PendingLaunch]]:
         """Interrupt the stuck runs that may have reached the session service; queue the
         others (relaunch, re-send). Answers how many were interrupted, and the queued."""
         runs = await self.store.launching_runs()
@@ -102,7 +104,8 @@ class CatchUp:
         interrupted, pending = [], []
         for run in runs:
             schedule = schedules.get(run.schedule_id)
-            plan = plan_recovery(run, schedule, now, default_window=window, idempotent=idempotent)
+            resendable = schedule is not None and idempotent(schedule)
+            plan = plan_recovery(run, schedule, now, default_window=window, idempotent=resendable)
             if plan.action == Recovery.INTERRUPT or schedule is None:
                 status = RunStatus.INTERRUPTED
                 interrupted.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))

@@ -26,6 +26,7 @@ from daemon.config_types import (
 )
 from daemon.secrets import is_secret_name, read_secret
 from storage.identities import token_sha256
+from storage.values import LauncherName
 
 
 class ServerConfig(Section):
@@ -87,6 +88,8 @@ class SchedulerConfig(Section):
     shutdown_grace: Duration = 20.0
     horizon: PositiveDuration = 300.0
     missed_run_grace: Duration = 2.0
+    default_launcher: LauncherName = "default"
+    """The launcher of schedules that name none (`[launcher]` is the one named `default`)."""
 
 
 class IdentityConfig(Section):
@@ -150,16 +153,28 @@ def _read_token(name: str) -> str:
     return token
 
 
-class LauncherConfig(Section):
-    """How a fire starts an agent session: an HTTP call or a local command."""
+LauncherType = Literal["http", "command", "devin", "agentscope"]
+DEVIN_BASE_URL = "https://api.devin.ai"
 
-    type: Literal["http", "command"] = "http"
+
+class LauncherConfig(Section):
+    """How a fire starts an agent session: an HTTP call, a local command, the Devin v3 API or
+    an AgentScope server. `[launcher]` is the launcher named `default`; `[launchers.NAME]`
+    declares more, with the same keys."""
+
+    type: LauncherType = "http"
     url: HttpUrl = "http://127.0.0.1:9000/v3/organizations/{org_id}/sessions"
     token_env: SecretName = "SESSION_API_TOKEN"
     timeout: PositiveDuration = 60.0
     command: list[str] | None = None
     max_attempts: int = Field(default=5, ge=1)
     idempotent: bool = False
+    base_url: HttpUrl | None = None
+    """`devin` and `agentscope`: the service's root URL (`devin` defaults to Devin's API)."""
+    org_id: Identifier | None = None
+    """`devin`: the Devin organization sessions are made in; None: the schedule's org."""
+    max_acu_limit: int | None = Field(default=None, gt=0)
+    """`devin`: the ACU limit of each session made; None: Devin's own default."""
 
     @field_validator("url")
     @classmethod
@@ -177,6 +192,32 @@ class LauncherConfig(Section):
         if self.command is not None and (not self.command or not self.command[0]):
             raise conflict("command must start with a program name", "command")
         return self
+
+    @model_validator(mode="after")
+    def _check_service(self) -> Self:
+        if self.type == "agentscope" and self.base_url is None:
+            raise conflict('type = "agentscope" needs base_url (the AgentScope server)', "base_url")
+        if self.type == "devin":
+            if "token_env" not in self.model_fields_set:
+                raise conflict(
+                    'type = "devin" needs token_env (the secret holding a cog_ service-user token)',
+                    "token_env",
+                )
+            _read_token(self.token_env)  # a Devin launcher without its token cannot start
+        return self
+
+    @property
+    def service_url(self) -> str:
+        """`base_url` without a trailing slash (`devin`: Devin's API unless set)."""
+        return (self.base_url or DEVIN_BASE_URL).rstrip("/")
+
+    @property
+    def token_secret(self) -> str | None:
+        """The secret holding the bearer token sent, or None when none is sent: `http` and
+        `devin` always send one; `agentscope` only when `token_env` is written."""
+        if self.type == "agentscope" and "token_env" not in self.model_fields_set:
+            return None
+        return self.token_env
 
 
 class NotifyConfig(Section):
@@ -197,6 +238,8 @@ class AgentScopeConfig(Section):
     enabled: bool = False
     org: Identifier = "org-local"
     require_token: bool = False
+    launcher: LauncherName | None = None
+    """The launcher of schedules made through this façade; None: the default launcher."""
 
 
 class UiConfig(Section):

@@ -45,6 +45,7 @@ from daemon.firing import (
     timer_for,
 )
 from daemon.horizon import Horizon
+from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner, log_fired
 from daemon.reporting import OutcomeReporter
@@ -79,6 +80,11 @@ class _Phase(Enum):
     STOPPING = "stopping"
 
 
+def _routes(launcher: Launcher | LauncherRoutes) -> LauncherRoutes:
+    """One launcher is every schedule's: the routes of a single `default` launcher."""
+    return launcher if isinstance(launcher, LauncherRoutes) else LauncherRoutes.single(launcher)
+
+
 class Engine:
     """Fires schedules; implements `api.ports.ScheduleEvents` for the HTTP layer."""
 
@@ -89,7 +95,7 @@ class Engine:
         directory: DirectoryRef,
         clock: Clock,
         settings: SchedulerConfig,
-        launcher: Launcher,
+        launcher: Launcher | LauncherRoutes,
         on_finished: Callable[[FinishedRun], None] = _ignore_finished,
     ) -> None:
         self.store = store
@@ -104,7 +110,7 @@ class Engine:
             store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
         )
         self._launches = LaunchRunner(
-            store, clock, slots=self._slots, finisher=self._finisher, launcher=launcher
+            store, clock, slots=self._slots, finisher=self._finisher, launchers=_routes(launcher)
         )
         self._catchup = CatchUp(
             store,
@@ -134,7 +140,7 @@ class Engine:
         """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
-        idempotent = self._launches.launcher.idempotent
+        idempotent = self._launches.launchers.idempotent
         interrupted, recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
             self._finisher.start(),
@@ -215,9 +221,10 @@ class Engine:
         fresh = time.monotonic() - self._horizon.last_refill < overdue
         return self._timers.running and fresh
 
-    def set_launcher(self, launcher: Launcher) -> None:
-        """New fires use `launcher`; launches in flight finish on the old one."""
-        self._launches.launcher = launcher
+    def set_launcher(self, launcher: Launcher | LauncherRoutes) -> None:
+        """New fires use `launcher` (or the routes' launchers); launches in flight finish on
+        the one they started with."""
+        self._launches.launchers = _routes(launcher)
 
     def update_settings(self, settings: SchedulerConfig) -> None:
         """Apply new scheduler settings without dropping a timer."""

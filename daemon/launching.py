@@ -18,6 +18,7 @@ import structlog
 from daemon import metrics
 from daemon.finisher import Finisher
 from daemon.firing import FireIdentity
+from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher, LaunchRequest, LaunchResult
 from daemon.slots import LaunchSlots
 from storage.clock import Clock
@@ -42,7 +43,7 @@ class Launch:
 
 
 class LaunchRunner:
-    """Launches runs through the current launcher within the slots' sending limit."""
+    """Launches runs through their schedule's launcher within the slots' sending limit."""
 
     def __init__(
         self,
@@ -51,13 +52,13 @@ class LaunchRunner:
         *,
         slots: LaunchSlots[Any],
         finisher: Finisher,
-        launcher: Launcher,
+        launchers: LauncherRoutes,
     ) -> None:
         self.store = store
         self.clock = clock
         self.slots = slots
         self.finisher = finisher
-        self.launcher = launcher
+        self.launchers = launchers
 
     async def run(self, launch: Launch) -> None:
         """Launch, then finish the run with the outcome (returns once it is committed)."""
@@ -75,7 +76,12 @@ class LaunchRunner:
         request = LaunchRequest(
             launch.run.id, schedule, identity.user_id, identity.as_user, session_id
         )
-        launcher = self.launcher  # a reload may swap it: this launch stays on this one
+        # A reload may swap the launchers: this launch stays on the one chosen now.
+        name, launcher = self.launchers.route(schedule)
+        if launcher is None:
+            result = LaunchResult(attempts=0, error=f"launcher '{name}' is not configured")
+            metrics.LAUNCHES.labels(name, "failed").inc()
+            return self._outcome(launch, result)
         async with self.slots.sending():
             started = time.monotonic()
             try:
@@ -85,6 +91,7 @@ class LaunchRunner:
                 result = LaunchResult(attempts=1, error=f"launcher error: {exc!r}")
             finally:
                 metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
+        metrics.LAUNCHES.labels(name, "succeeded" if result.ok else "failed").inc()
         return self._outcome(launch, result)
 
     async def _dispatch(

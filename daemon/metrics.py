@@ -19,6 +19,11 @@ LAUNCH_DURATION = Histogram(
     "How long launching a session took, retries included.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+LAUNCHES = Counter(
+    "agentcron_launches_total",
+    "Launches carried out, by launcher name and outcome (succeeded, failed).",
+    ["launcher", "outcome"],
+)
 LAUNCHES_IN_FLIGHT = Gauge("agentcron_launches_in_flight", "Launches started and not yet finished.")
 SCHEDULES_ENABLED = Gauge(
     "agentcron_schedules_enabled", "Enabled, not deleted schedules (as of the last refill)."

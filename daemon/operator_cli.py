@@ -271,6 +271,7 @@ _BODY_FLAGS: Final = {
     "agent": "agent",
     "notify_on": "notify_on",
     "playbook_id": "playbook_id",
+    "launcher": "launcher",
     "enabled": "enabled",
 }
 
@@ -452,6 +453,9 @@ def _add_field_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notify-on", choices=("always", "failure", "never"))
     parser.add_argument("--playbook-id")
     parser.add_argument("--run-as", metavar="USER_ID", help="run sessions as this org member")
+    parser.add_argument(
+        "--launcher", metavar="NAME", help="the configured launcher its runs go through"
+    )
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--enabled", dest="enabled", action="store_const", const=True)
     switch.add_argument("--disabled", dest="enabled", action="store_const", const=False)

@@ -51,7 +51,15 @@ from enum import Enum, StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from storage.enums import NotifyOn, Overlap, PermissionMode, ScheduleType, Source
-from storage.values import Count, CronExpression, NonEmpty, Seconds, TimezoneName, UTCDatetime
+from storage.values import (
+    Count,
+    CronExpression,
+    LauncherName,
+    NonEmpty,
+    Seconds,
+    TimezoneName,
+    UTCDatetime,
+)
 
 JSONObject = dict[str, Any]
 Facade = Literal["devin", "agentscope"]
@@ -225,6 +233,8 @@ class Schedule:
         float | None, DEVIN, ConfigKey("catchup_window"), NULL_CLEARS, Checked(Seconds)
     ] = None
     jitter_s: Annotated[float, DEVIN, ConfigKey("jitter"), Checked(Seconds)] = 0.0
+    launcher: Annotated[str | None, DEVIN, CONFIG, NULL_CLEARS, Checked(LauncherName)] = None
+    """The configured launcher its runs go through; None: the default one."""
     consecutive_failures: Annotated[int, SHOWN, WEBHOOK] = 0
     last_error_at: Annotated[datetime | None, SHOWN, WEBHOOK] = None
     last_error_message: Annotated[str | None, SHOWN, WEBHOOK] = None

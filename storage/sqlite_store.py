@@ -84,6 +84,10 @@ class SqliteStore:
     async def list_config_schedules(self) -> list[Schedule]:
         return await self.db.read(sqlite_schedules.from_config)
 
+    async def schedules_on_launchers(self, names: Collection[str]) -> list[Schedule]:
+        chosen = list(names)
+        return await self.db.read(lambda conn: sqlite_schedules.on_launchers(conn, chosen))
+
     async def update_schedule(
         self,
         schedule_id: str,

@@ -157,6 +157,14 @@ class Store(Protocol):
         """
         ...
 
+    async def schedules_on_launchers(self, names: Collection[str]) -> list[Schedule]:
+        """Live schedules, of every org, whose `launcher` is one of `names`, ordered by org,
+        then name (a launcher they use cannot be removed from the configuration).
+
+        Raises StoreUnavailable.
+        """
+        ...
+
     async def update_schedule(
         self,
         schedule_id: str,

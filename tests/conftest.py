@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -239,14 +239,29 @@ async def api(api_factory: Callable[..., Any]) -> ApiHarness:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="also run crash loops and soaks")
+    parser.addoption(
+        "--peers",
+        action="store_true",
+        help="also run the checks against real agent servers (see tests/peers/)",
+    )
+
+
+OPT_IN: Final = (("long", "--long"), ("peers", "--peers"))
+"""Markers of checks that only run when asked for, and the option that asks."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long checks are opt-in: without --long they are deselected, not skipped."""
-    if config.getoption("--long"):
+    """Long checks and peer checks are opt-in: without their option they are deselected,
+    not skipped."""
+    left_out = {marker for marker, option in OPT_IN if not config.getoption(option)}
+    if not left_out:
         return
-    kept = [item for item in items if item.get_closest_marker("long") is None]
-    deselected = [item for item in items if item.get_closest_marker("long") is not None]
+
+    def opted_out(item: pytest.Item) -> bool:
+        return any(item.get_closest_marker(marker) is not None for marker in left_out)
+
+    kept = [item for item in items if not opted_out(item)]
+    deselected = [item for item in items if opted_out(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

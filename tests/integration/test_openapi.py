@@ -357,3 +357,12 @@ def test_edits_and_deletes_document_the_warning_header(doc: dict[str, Any]) -> N
         assert "configuration file" in headers["Warning"]["description"], (path, method)
     schema = doc["components"]["schemas"]["DevinSchedule"]
     assert "managed_by" in schema["required"]
+
+
+def test_a_schedules_launcher_is_documented_where_it_is_sent_and_answered(
+    doc: dict[str, Any],
+) -> None:
+    schemas = doc["components"]["schemas"]
+    for name in ("ScheduleCreate", "ScheduleUpdate", "DevinSchedule"):
+        assert "launcher" in schemas[name]["properties"], name
+    assert "launcher" in schemas["DevinSchedule"]["required"]

@@ -324,6 +324,19 @@ async def test_config_schedules_are_found_by_name_and_listed(store: Store) -> No
     assert await store.find_schedule_by_name("org-other", "b") is None
 
 
+async def test_schedules_on_launchers_are_the_live_ones_naming_them(store: Store) -> None:
+    b = await store.create_schedule(dataclasses.replace(recurring("b"), launcher="devin"), now=NOW)
+    a = await store.create_schedule(dataclasses.replace(recurring("a"), launcher="scope"), now=NOW)
+    gone = await store.create_schedule(
+        dataclasses.replace(recurring("gone"), launcher="devin"), now=NOW
+    )
+    await store.delete_schedule(gone.id, now=NOW)
+    await store.create_schedule(recurring("on the default"), now=NOW)
+    assert [s.id for s in await store.schedules_on_launchers({"devin", "scope"})] == [a.id, b.id]
+    assert [s.id for s in await store.schedules_on_launchers(["devin"])] == [b.id]
+    assert await store.schedules_on_launchers([]) == []
+
+
 async def test_a_finished_run_recorded_once_per_instant(store: Store) -> None:
     schedule = await store.create_schedule(recurring(), now=NOW)
     skipped = dataclasses.replace(launching(schedule), status=RunStatus.SKIPPED, finished_at=NOW)

@@ -97,16 +97,20 @@ def example_keys_by_section() -> dict[str, set[str]]:
     keys: dict[str, set[str]] = defaultdict(set)
     section = ""
     for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
-        if header := re.fullmatch(r"\[\[?([a-z_]+)\]\]?\s*", line):
+        # `[launchers.NAME]` tables are shown commented out: their keys are `launchers`'s.
+        if header := re.fullmatch(r"(?:# )?\[\[?([a-z_]+)(?:\.[a-z_]+)?\]\]?\s*", line):
             section = header[1]
         elif key := re.match(r"#? ?([a-z_0-9]+) = ", line):
             keys[section].add(key[1])
+    keys["launchers"] |= keys["launcher"]  # the same keys: each is described once, there
     return keys
 
 
 def section_model(annotation: object) -> type[BaseModel]:
     if get_origin(annotation) is list:
         (annotation,) = get_args(annotation)
+    if get_origin(annotation) is dict:
+        (_, annotation) = get_args(annotation)
     assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
     return annotation
 
