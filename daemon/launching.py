@@ -8,6 +8,7 @@ to the finisher, so no launch leaves its run `launching` while the process lives
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +23,9 @@ from daemon.launchers import Launcher, LaunchRequest, LaunchResult
 from daemon.slots import LaunchSlots
 from storage.clock import Clock
 from storage.domain import Run, RunOutcome, Schedule
-from storage.enums import RunStatus, RunTrigger
+from storage.enums import PromptFormat, RunStatus, RunTrigger
 from storage.errors import StoreUnavailable
+from storage.prompts import PromptError, PromptFacts, render_prompt
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")
@@ -67,7 +69,11 @@ class LaunchRunner:
         if launch.identity.refusal is not None:
             result = LaunchResult(attempts=0, error=launch.identity.refusal)
             return self._outcome(launch, result)
-        schedule = launch.schedule
+        try:
+            schedule = await self._with_prompt(launch)
+        except (PromptError, StoreUnavailable) as exc:
+            # Never sent: a prompt with a hole in it is a failure of the schedule.
+            return self._outcome(launch, LaunchResult(attempts=0, error=f"not launched: {exc}"))
         session_id = None
         if schedule.is_stateful:
             session_id = schedule.target_devin_id or schedule.stateful_session_id
@@ -86,6 +92,19 @@ class LaunchRunner:
             finally:
                 metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
         return self._outcome(launch, result)
+
+    async def _with_prompt(self, launch: Launch) -> Schedule:
+        """The schedule with the prompt this run sends (a template rendered for its instant)."""
+        schedule, run = launch.schedule, launch.run
+        if schedule.prompt_format != PromptFormat.TEMPLATE:
+            return schedule
+        facts = PromptFacts(
+            scheduled_for=run.scheduled_for,
+            run_id=run.id,
+            last_run=await self.store.previous_run(schedule.id, run.scheduled_for),
+            last_success_at=await self.store.last_success_at(schedule.id),
+        )
+        return dataclasses.replace(schedule, prompt=render_prompt(schedule, facts))
 
     async def _dispatch(
         self, launcher: Launcher, request: LaunchRequest, *, resend: bool

@@ -40,7 +40,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
 
 
@@ -50,7 +50,16 @@ def _add_run_dispatched_at(conn: Connection) -> None:
     conn.exec_driver_sql("UPDATE runs SET dispatched_at = started_at WHERE status = 'launching'")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at}
+def _add_schedule_prompt_format(conn: Connection) -> None:
+    conn.exec_driver_sql(
+        "ALTER TABLE schedules ADD COLUMN prompt_format VARCHAR NOT NULL DEFAULT 'text'"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _add_run_dispatched_at,
+    2: _add_schedule_prompt_format,
+}
 
 MAX_BATCH = 256
 READERS = 4

@@ -71,6 +71,7 @@ SCHEDULE_KEYS = {
     "jitter_s",
     "start_at",
     "end_at",
+    "prompt_format",
     # read-only: who owns the definition
     "managed_by",
 }
@@ -177,6 +178,7 @@ async def test_create_answers_the_schedule_with_its_defaults(api: ApiHarness) ->
         "jitter_s": 0.0,
         "start_at": None,
         "end_at": None,
+        "prompt_format": "text",
         "managed_by": None,
     }
 
@@ -489,6 +491,7 @@ NON_CLEARABLE = [
     "bypass_approval",
     "overlap",
     "jitter_s",
+    "prompt_format",
 ]
 
 
