@@ -24,7 +24,9 @@ from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
 from daemon.firing import (
     CatchupPlan,
+    Dropped,
     Recovery,
+    backfill_release,
     catchup_release,
     fire_identity,
     natural_trigger,
@@ -190,8 +192,7 @@ class CatchUp:
         now, launched, dropped = self.clock.now(), 0, []
         for item in batch:
             schedule = current.get(item.run.schedule_id)
-            in_progress = self._in_progress(item.run.schedule_id)
-            verdict = catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+            verdict = self._verdict(item, schedule, now)
             if verdict is not None or schedule is None:
                 error = verdict.error if verdict else "catch-up dropped: the schedule is gone"
                 status = verdict.status if verdict else RunStatus.MISSED
@@ -204,6 +205,18 @@ class CatchUp:
         if dropped:
             await asyncio.gather(*(self._finisher.finish(outcome) for outcome in dropped))
         return launched
+
+    def _verdict(
+        self, item: PendingLaunch, schedule: Schedule | None, now: datetime
+    ) -> Dropped | None:
+        if item.run.trigger == RunTrigger.BACKFILL:
+            return backfill_release(schedule)
+        in_progress = self._in_progress(item.run.schedule_id)
+        return catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+
+    def queue_backfill(self, schedule: Schedule, runs: Sequence[Run]) -> None:
+        """Launch claimed backfill runs at the catch-up rate, behind what is queued already."""
+        self.pacer.add(PendingLaunch(run, schedule, deadline=None) for run in runs)
 
 
 def _settling_runs(schedule: Schedule, plan: CatchupPlan, now: datetime) -> list[Run]:

@@ -296,6 +296,35 @@ class Engine:
                 return run
         raise RuntimeError(f"could not claim a manual run of {schedule.id}")
 
+    async def backfill(
+        self, schedule: Schedule, instants: Sequence[datetime], *, by: str
+    ) -> list[Run]:
+        """Claim a `backfill` run for each of `instants` that has none yet and queue them at
+        the catch-up rate; answers the runs claimed (an instant with a run is skipped)."""
+        identity = fire_identity(schedule, self.directory.current)
+        now = self.clock.now()
+        runs = [
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=instant,
+                trigger=RunTrigger.BACKFILL,
+                started_at=now,
+                identity=identity.user_id,
+            )
+            for instant in instants
+        ]
+        claimed = await self.store.claim_runs(runs)
+        if self._phase == _Phase.RUNNING:  # else they stay launching: the next start sends them
+            self._catchup.queue_backfill(schedule, claimed)
+        log.info(
+            "backfill_queued",
+            schedule_id=schedule.id,
+            asked=len(instants),
+            queued=len(claimed),
+            triggered_by=by,
+        )
+        return claimed
+
     # -- timers ----------------------------------------------------------------------------
 
     async def _on_timer(self, fire_at: datetime) -> None:
