@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from daemon.org_limits import SkipReason
 from storage.domain import Run, Schedule
 from storage.enums import Overlap, RunStatus, RunTrigger, ScheduleType
 from storage.identities import Directory
@@ -312,6 +313,8 @@ class Dropped:
 
     status: RunStatus
     error: str
+    reason: SkipReason | None = None
+    """Why a `skipped` one was skipped (the metric's label)."""
 
 
 def catchup_release(
@@ -329,7 +332,8 @@ def catchup_release(
     if schedule is None or not schedule.is_active:
         return Dropped(RunStatus.MISSED, "catch-up dropped: the schedule is no longer active")
     if overlap_action(schedule, in_flight=in_flight, buffered=True) == OverlapAction.SKIP:
-        return Dropped(RunStatus.SKIPPED, "catch-up skipped: the previous run is still in progress")
+        error = "catch-up skipped: the previous run is still in progress"
+        return Dropped(RunStatus.SKIPPED, error, SkipReason.OVERLAP)
     return None
 
 

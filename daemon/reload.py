@@ -8,7 +8,8 @@ or runs in flight:
 1. identities: the directory is swapped in one assignment, so a token removed from the file
    is refused from the next request on, then the store's copy is replaced;
 2. the launcher (new fires use it; launches in flight finish on the old one), the scheduler
-   settings, the notifiers, the logging level and format;
+   settings, the org limits (the next fire is held to them; the counts are kept), the
+   notifiers, the logging level and format;
 3. bootstrap: the file's playbooks and schedules (see `daemon.bootstrap`).
 
 Keys that only take effect at start-up (`RESTART_KEYS`: the listening address, the database
@@ -33,6 +34,7 @@ from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
+from daemon.org_limits import limits_of
 from daemon.sdnotify import SystemdNotifier
 from storage.clock import Clock
 from storage.identities import DirectoryRef
@@ -160,6 +162,7 @@ class Reloader:
         launcher = build_launcher(config.launcher, http=self.http, workdir=config.base_dir)
         self.engine.set_launcher(launcher)
         self.engine.update_settings(config.scheduler)
+        self.engine.set_org_limits(limits_of(config.orgs))
         self.notifier.update(config.notify)
         if config.logging != previous.logging:
             configure_logging(config.logging.level, config.logging.format)
