@@ -66,9 +66,10 @@ async def backfill_schedule(request: web.Request) -> web.Response:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     caller = authorize(request, org_id, Permission.MANAGE_ORG_SCHEDULES)
     agents = visible_agents(request)
+    # The schedule first: another org's id is unknown (404) whatever the body says.
+    schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id, agents=agents)
     body = await parse_body(request, BackfillRequest)
     check_range(body, now=request.app[CLOCK].now())
-    schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id, agents=agents)
     instants = backfill_instants(schedule, body)
     runs = await request.app[EVENTS].backfill(schedule, instants, by=caller.id)
     fired = sorted(run.scheduled_for for run in runs)

@@ -9,7 +9,9 @@ The engine coordinates parts that each own one piece of state:
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
-- `CatchUp` (`daemon.catchup`): missed instants and stuck runs, paced by `daemon.pacer`;
+- `CatchUp` (`daemon.catchup`): missed instants, stuck runs and backfills, paced by
+  `daemon.pacer`;
+- `OrgUsage` (`daemon.org_limits`): each org's sessions in flight and of the last hour;
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
 - `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
 
