@@ -7,6 +7,7 @@ A template that fails to render answers 422 naming the problem, as the fire woul
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 
@@ -56,7 +57,8 @@ async def prompt_preview(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     instant = next_instant(schedule, now)
     try:
-        prompt = render_prompt(schedule, await _facts(store, schedule, instant or now))
+        facts = await _facts(store, schedule, instant or now)
+        prompt = await asyncio.to_thread(render_prompt, schedule, facts)  # up to a second
     except PromptError as error:
         raise unprocessable(("path", "schedule_id"), f"prompt: {error}") from None
     return respond(PromptPreview(prompt=prompt, scheduled_for=instant))

@@ -8,6 +8,7 @@ to the finisher, so no launch leaves its run `launching` while the process lives
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ class LaunchRunner:
             last_run=await self.store.previous_run(schedule.id, run.scheduled_for),
             last_success_at=await self.store.last_success_at(schedule.id),
         )
-        return dataclasses.replace(schedule, prompt=render_prompt(schedule, facts))
+        # Off the loop: a render may take up to its time limit.
+        prompt = await asyncio.to_thread(render_prompt, schedule, facts)
+        return dataclasses.replace(schedule, prompt=prompt)
 
     async def _dispatch(
         self, launcher: Launcher, request: LaunchRequest, *, resend: bool

@@ -5,7 +5,9 @@ client with ManageOrgSchedules, so it must not reach attributes such as `__class
 what it was not given. Undefined names are errors (`StrictUndefined`) rather than empty text,
 so a typo fails the run instead of sending a prompt with a hole. Autoescape is off: the
 output is plain text for an agent, not HTML. The output is capped, so a loop cannot make a
-prompt of gigabytes.
+prompt of gigabytes, and so is the time a render may take: nested loops that print nothing
+would otherwise hold a thread (or the event loop) for hours. Callers render off the event
+loop (`asyncio.to_thread`).
 
 Pure functions: the caller gathers the facts (`PromptFacts`) and decides what a failure
 does (a 422 at create and PATCH, a failed run at fire time).
@@ -13,6 +15,8 @@ does (a 422 at create and PATCH, a failed run at fire time).
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -27,6 +31,8 @@ from storage.enums import PromptFormat
 
 MAX_PROMPT_CHARS: Final = 100_000
 """The longest prompt a template may render; longer is an error, not a truncation."""
+MAX_RENDER_SECONDS: Final = 1.0
+"""The longest a template may take to render; longer is an error."""
 
 
 class PromptError(ValueError):
@@ -66,14 +72,37 @@ def render_prompt(schedule: Schedule, facts: PromptFacts) -> str:
     if schedule.prompt_format != PromptFormat.TEMPLATE:
         return schedule.prompt
     check_template(schedule.prompt)
+    template = _environment().from_string(schedule.prompt)
+    variables = _variables(schedule, facts)
+    previous = sys.gettrace()
+    sys.settrace(_deadline_tracer(time.monotonic() + MAX_RENDER_SECONDS))
     try:
-        template = _environment().from_string(schedule.prompt)
-        text = _capped(template.generate(_variables(schedule, facts)))
+        text = _capped(template.generate(variables))
+    except PromptError:
+        raise
     except TemplateError as error:
         raise PromptError(f"template error: {error.message or error!r}") from None
     except (ArithmeticError, TypeError, ValueError, LookupError) as error:
         raise PromptError(f"template error: {error}") from None
+    finally:
+        sys.settrace(previous)
     return text
+
+
+class _TooSlow(PromptError):
+    pass
+
+
+def _deadline_tracer(deadline: float) -> Any:
+    """A trace function that stops the traced code once `deadline` (monotonic) has passed:
+    it sees every line the template's compiled code runs, output or not."""
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _TooSlow(f"template error: rendering took over {MAX_RENDER_SECONDS:g}s")
+        return trace
+
+    return trace
 
 
 def _capped(pieces: Any) -> str:

@@ -155,6 +155,10 @@ async def test_a_fire_sends_the_rendered_prompt(
         ("Hello {{ nobody }}", "'nobody' is undefined"),
         ("{{ run_id.__class__.__mro__ }}", "is unsafe"),
         ("{% for i in range(99999) %}{{ run_id }}{% endfor %}", "over 100000 characters"),
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+            "rendering took over 1s",
+        ),
     ],
 )
 async def test_a_fire_that_cannot_render_fails_without_a_launch(

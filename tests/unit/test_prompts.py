@@ -3,6 +3,8 @@ the documented variables, and what the sandbox or the cap refuses is an error.""
 
 from __future__ import annotations
 
+import sys
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +13,7 @@ from storage.domain import Run, Schedule
 from storage.enums import PromptFormat, RunStatus, RunTrigger
 from storage.prompts import (
     MAX_PROMPT_CHARS,
+    MAX_RENDER_SECONDS,
     PromptError,
     PromptFacts,
     check_template,
@@ -115,3 +118,14 @@ def test_what_cannot_render_is_an_error_naming_the_problem(source: str, problem:
     with pytest.raises(PromptError, match="template error") as raised:
         render_prompt(template(source), facts())
     assert problem.lower() in str(raised.value).lower()
+
+
+def test_a_render_that_runs_too_long_is_stopped() -> None:
+    # Nested loops that print nothing: the output cap never sees them.
+    source = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+    tracer_before = sys.gettrace()
+    started = time.monotonic()
+    with pytest.raises(PromptError, match=r"rendering took over 1s"):
+        render_prompt(template(source), facts())
+    assert time.monotonic() - started < 5 * MAX_RENDER_SECONDS
+    assert sys.gettrace() is tracer_before  # the thread's tracer (a coverage tool's) is back
