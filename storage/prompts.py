@@ -19,11 +19,11 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from storage.domain import Run, Schedule
@@ -63,6 +63,13 @@ def check_template(source: str) -> None:
         raise PromptError(f"template error at line {error.lineno}: {error.message}") from None
 
 
+@lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    """The template of `source`, compiled once: a schedule fires the same source each time."""
+    check_template(source)
+    return _environment().from_string(source)
+
+
 def render_prompt(schedule: Schedule, facts: PromptFacts) -> str:
     """The prompt a fire sends: the stored text, or the template rendered with `facts`.
 
@@ -71,8 +78,7 @@ def render_prompt(schedule: Schedule, facts: PromptFacts) -> str:
     """
     if schedule.prompt_format != PromptFormat.TEMPLATE:
         return schedule.prompt
-    check_template(schedule.prompt)
-    template = _environment().from_string(schedule.prompt)
+    template = _compiled(schedule.prompt)
     variables = _variables(schedule, facts)
     previous = sys.gettrace()
     sys.settrace(_deadline_tracer(time.monotonic() + MAX_RENDER_SECONDS))
