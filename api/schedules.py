@@ -29,9 +29,10 @@ from api.openapi import operation
 from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
 from storage import catalogue
 from storage.domain import Schedule
-from storage.enums import DevinAgent, Permission, ScheduleType
+from storage.enums import DevinAgent, Permission, PromptFormat, ScheduleType
 from storage.errors import NotFound
 from storage.identities import ServiceUser
+from storage.prompts import PromptError, check_template
 
 MANAGE = Permission.MANAGE_ORG_SCHEDULES
 TAGS = ("schedules",)
@@ -64,6 +65,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     schedule = new_schedule(body, org_id=org_id, by=caller.id, now=now)
     check_timing(schedule, now=now, future=True, window=True)
+    check_prompt(schedule)
     stored = await request.app[STORE].create_schedule(schedule, now=now)
     return await _answer_change(request, stored)
 
@@ -251,15 +253,28 @@ def patch_check(changed: Set[str], *, now: datetime) -> Callable[[Schedule, Sche
     """The store's `check(before, after)` for a PATCH changing the fields `changed`.
 
     It runs inside the write's transaction, so a refused edit leaves nothing changed.
-    A `scheduled_at` must be in the future when it is sent or the type switches to one_time.
+    A `scheduled_at` must be in the future when it is sent or the type switches to one_time;
+    a template prompt must parse when the prompt or its format changes.
     """
 
     def check(before: Schedule, after: Schedule) -> None:
         future = "scheduled_at" in changed or before.schedule_type != after.schedule_type
         window = bool({"start_at", "end_at"} & changed)
         check_timing(after, now=now, future=future, window=window)
+        if {"prompt", "prompt_format"} & changed:
+            check_prompt(after)
 
     return check
+
+
+def check_prompt(schedule: Schedule) -> None:
+    """Refuse (422) a template prompt that does not parse, naming its line."""
+    if schedule.prompt_format != PromptFormat.TEMPLATE:
+        return
+    try:
+        check_template(schedule.prompt)
+    except PromptError as error:
+        raise unprocessable(("body", "prompt"), f"prompt: {error}") from None
 
 
 def _check_run_as(

@@ -24,7 +24,9 @@ from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
 from daemon.firing import (
     CatchupPlan,
+    Dropped,
     Recovery,
+    backfill_release,
     catchup_release,
     fire_identity,
     natural_trigger,
@@ -32,6 +34,7 @@ from daemon.firing import (
     plan_recovery,
 )
 from daemon.launching import Launch, log_fired
+from daemon.org_limits import LimitRefusal
 from daemon.pacer import Pacer, PendingLaunch
 from storage.clock import Clock
 from storage.domain import FinishedRun, Run, RunOutcome, Schedule
@@ -59,7 +62,8 @@ class CatchUp:
     """Settles missed instants and recovers stuck runs; paces the launches they need.
 
     `launch(item)` starts a launch; `in_progress(schedule_id)` counts the schedule's runs in
-    progress (for overlap); `report` gets the runs recovery interrupts.
+    progress (for overlap); `admit(schedule, run, now)` refuses a launch over an org limit
+    (or counts it); `report` gets the runs recovery interrupts.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class CatchUp:
         report: Callable[[Sequence[FinishedRun]], None],
         launch: Callable[[Launch], None],
         in_progress: Callable[[str], int],
+        admit: Callable[[Schedule, Run, datetime], LimitRefusal | None],
     ) -> None:
         self.store = store
         self.clock = clock
@@ -82,6 +87,7 @@ class CatchUp:
         self._report = report
         self._launch = launch
         self._in_progress = in_progress
+        self._admit = admit
         self.pacer = Pacer(rate=lambda: settings().catchup_rate, release=self._release)
         self._closing = False
 
@@ -193,8 +199,9 @@ class CatchUp:
         now, launched, dropped = self.clock.now(), 0, []
         for item in batch:
             schedule = current.get(item.run.schedule_id)
-            in_progress = self._in_progress(item.run.schedule_id)
-            verdict = catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+            verdict = self._verdict(item, schedule, now)
+            if verdict is not None and verdict.reason is not None:
+                metrics.RUNS_SKIPPED.labels(verdict.reason.value).inc()
             if verdict is not None or schedule is None:
                 error = verdict.error if verdict else "catch-up dropped: the schedule is gone"
                 status = verdict.status if verdict else RunStatus.MISSED
@@ -207,6 +214,26 @@ class CatchUp:
         if dropped:
             await asyncio.gather(*(self._finisher.finish(outcome) for outcome in dropped))
         return launched
+
+    def _verdict(
+        self, item: PendingLaunch, schedule: Schedule | None, now: datetime
+    ) -> Dropped | None:
+        """Whether the queued run is dropped; if it launches, it is admitted (org limits)."""
+        if item.run.trigger == RunTrigger.BACKFILL:
+            dropped = backfill_release(schedule)
+        else:
+            in_progress = self._in_progress(item.run.schedule_id)
+            dropped = catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+        if dropped is not None or schedule is None:
+            return dropped
+        refusal = self._admit(schedule, item.run, now)
+        if refusal is None:
+            return None
+        return Dropped(RunStatus.SKIPPED, refusal.error, refusal.reason)
+
+    def queue_backfill(self, schedule: Schedule, runs: Sequence[Run]) -> None:
+        """Launch claimed backfill runs at the catch-up rate, behind what is queued already."""
+        self.pacer.add(PendingLaunch(run, schedule, deadline=None) for run in runs)
 
 
 def _settling_runs(schedule: Schedule, plan: CatchupPlan, now: datetime) -> list[Run]:

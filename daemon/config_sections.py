@@ -98,8 +98,12 @@ class IdentityConfig(Section):
 
 
 class OrgConfig(Section):
+    """An org; its optional limits bound the sessions the engine starts for it."""
+
     id: Identifier
     name: str
+    max_concurrent_sessions: int | None = Field(default=None, gt=0)
+    max_sessions_per_hour: int | None = Field(default=None, gt=0)
 
 
 class UserConfig(Section):

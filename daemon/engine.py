@@ -9,7 +9,9 @@ The engine coordinates parts that each own one piece of state:
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
-- `CatchUp` (`daemon.catchup`): missed instants and stuck runs, paced by `daemon.pacer`;
+- `CatchUp` (`daemon.catchup`): missed instants, stuck runs and backfills, paced by
+  `daemon.pacer`;
+- `OrgUsage` (`daemon.org_limits`): each org's sessions in flight and of the last hour;
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
 - `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
 
@@ -25,7 +27,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -36,7 +38,7 @@ from daemon import metrics
 from daemon.catchup import CatchUp, Moved
 from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
-from daemon.fires import Decision, Fire, current_schedules, run_for, yielding
+from daemon.fires import Decision, Fire, current_schedules, run_for, skipped_over_limit, yielding
 from daemon.firing import (
     OverlapAction,
     fire_identity,
@@ -48,6 +50,7 @@ from daemon.horizon import Horizon
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner, log_fired
+from daemon.org_limits import LimitRefusal, OrgLimits, OrgUsage, SkipReason
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
@@ -97,6 +100,7 @@ class Engine:
         settings: SchedulerConfig,
         launcher: Launcher | LauncherRoutes,
         on_finished: Callable[[FinishedRun], None] = _ignore_finished,
+        org_limits: Mapping[str, OrgLimits] | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -105,7 +109,9 @@ class Engine:
         self._timers = TimerBook(self._on_timer)
         self._horizon = Horizon()
         self._slots: LaunchSlots[Fire] = LaunchSlots(settings.max_concurrent_launches)
-        self._report = OutcomeReporter(on_finished, on_inactive=self._on_inactive)
+        self._usage = OrgUsage(org_limits)
+        self._on_finished = on_finished
+        self._report = OutcomeReporter(self._settled, on_inactive=self._on_inactive)
         self._finisher = Finisher(
             store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
         )
@@ -121,6 +127,7 @@ class Engine:
             report=self._report,
             launch=self._start_launch,
             in_progress=self._slots.in_progress,
+            admit=self._admit,
         )
         # Schedules between a timer firing and their advance, with the instant fired from:
         # refills and edits leave those alone.
@@ -140,6 +147,7 @@ class Engine:
         """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
+        await self._restore_usage(now)
         idempotent = self._launches.launchers.idempotent
         interrupted, recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
@@ -226,6 +234,31 @@ class Engine:
         the one they started with."""
         self._launches.launchers = _routes(launcher)
 
+    def set_org_limits(self, limits: Mapping[str, OrgLimits]) -> None:
+        """Org limits applied from the next fire on; the counts so far are kept."""
+        self._usage.set_limits(limits)
+
+    async def _restore_usage(self, now: datetime) -> None:
+        """Count what an earlier process left: runs sent and still in flight, and the
+        launches of the last hour (the runs not sent yet are admitted when released)."""
+        stuck = [run for run in await self.store.launching_runs() if run.dispatched_at]
+        launches = await self.store.launches_since(now - timedelta(hours=1))
+        schedules = await self.store.get_schedules({run.schedule_id for run in stuck})
+        in_flight = [
+            (schedules[run.schedule_id].org_id, run.id)
+            for run in stuck
+            if run.schedule_id in schedules
+        ]
+        self._usage.restore(in_flight, launches)
+
+    def _admit(self, schedule: Schedule, run: Run, now: datetime) -> LimitRefusal | None:
+        return self._usage.admit(schedule.org_id, run.id, now)
+
+    def _settled(self, item: FinishedRun) -> None:
+        """A run finished: it may free one of its org's sessions; then the daemon's hook."""
+        self._usage.settled(item.schedule.org_id, item.run.id, item.run.status)
+        self._on_finished(item)
+
     def update_settings(self, settings: SchedulerConfig) -> None:
         """Apply new scheduler settings without dropping a timer."""
         previous, self.settings = self.settings, settings
@@ -302,6 +335,35 @@ class Engine:
                 self._start_launch(Launch(schedule, run, identity))
                 return run
         raise RuntimeError(f"could not claim a manual run of {schedule.id}")
+
+    async def backfill(
+        self, schedule: Schedule, instants: Sequence[datetime], *, by: str
+    ) -> list[Run]:
+        """Claim a `backfill` run for each of `instants` that has none yet and queue them at
+        the catch-up rate; answers the runs claimed (an instant with a run is skipped)."""
+        identity = fire_identity(schedule, self.directory.current)
+        now = self.clock.now()
+        runs = [
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=instant,
+                trigger=RunTrigger.BACKFILL,
+                started_at=now,
+                identity=identity.user_id,
+            )
+            for instant in instants
+        ]
+        claimed = await self.store.claim_runs(runs)
+        if self._phase == _Phase.RUNNING:  # else they stay launching: the next start sends them
+            self._catchup.queue_backfill(schedule, claimed)
+        log.info(
+            "backfill_queued",
+            schedule_id=schedule.id,
+            asked=len(instants),
+            queued=len(claimed),
+            triggered_by=by,
+        )
+        return claimed
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -437,7 +499,12 @@ class Engine:
             action = overlap_action(schedule, in_flight=in_progress, buffered=buffered)
         running = self._slots.running(schedule.id) if action == OverlapAction.SKIP else ()
         run = run_for(fire, schedule, identity, action, now, running=running)
-        return Decision(fire, schedule, identity, action, run)
+        refusal = None
+        if run is not None and action == OverlapAction.FIRE:
+            refusal = self._admit(schedule, run, now)
+            if refusal is not None:
+                run = skipped_over_limit(run, refusal, now)
+        return Decision(fire, schedule, identity, action, run, refusal)
 
     def _carry_out(self, decision: Decision, claimed: set[str], now: datetime) -> None:
         schedule, fire, run = decision.schedule, decision.fire, decision.run
@@ -448,10 +515,14 @@ class Engine:
             log.info("run_buffered", **about, reason="the previous run is still in progress")
             return
         if run is None or run.id not in claimed:
+            if run is not None and decision.action == OverlapAction.FIRE:
+                self._usage.forget(schedule.org_id, run.id)
             return  # this instant was claimed before (a restart, or another process)
         if run.status == RunStatus.SKIPPED:
+            reason = decision.refusal.reason if decision.refusal else SkipReason.OVERLAP
             metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
-            log.info("run_skipped", **about, run_id=run.id, error=run.error)
+            metrics.RUNS_SKIPPED.labels(reason.value).inc()
+            log.info("run_skipped", **about, run_id=run.id, reason=reason.value, error=run.error)
             return
         log_fired(run, decision.identity, now)
         self._start_launch(Launch(schedule, run, decision.identity))
@@ -524,6 +595,8 @@ class Engine:
     # -- launching -------------------------------------------------------------------------
 
     def _start_launch(self, launch: Launch) -> None:
+        # Counted whatever the limits: a manual run, or one admitted before (idempotent).
+        self._usage.record(launch.schedule.org_id, launch.run.id, self.clock.now())
         work = self._launches.run(launch)
         self._slots.start(launch.schedule.id, launch.run.id, work, self._fire_buffered)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from daemon.org_limits import SkipReason
 from storage.domain import Run, Schedule
 from storage.enums import Overlap, RunStatus, RunTrigger, ScheduleType
 from storage.identities import Directory
@@ -285,6 +286,9 @@ def plan_recovery(
             "may have started; it was not sent again (the launcher is not idempotent)",
         )
     unsent = "interrupted: agentcron stopped before sending the launch request"
+    if run.trigger == RunTrigger.BACKFILL and schedule is not None and schedule.deleted_at is None:
+        # Asked for explicitly, for instants long past: neither the window nor a pause applies.
+        return RecoveryPlan(Recovery.RELAUNCH, "backfill relaunched after a restart")
     if schedule is None or not schedule.is_active:
         return RecoveryPlan(Recovery.INTERRUPT, f"{unsent}, and the schedule is no longer active")
     window = catchup_window(schedule, default_window)
@@ -309,6 +313,8 @@ class Dropped:
 
     status: RunStatus
     error: str
+    reason: SkipReason | None = None
+    """Why a `skipped` one was skipped (the metric's label)."""
 
 
 def catchup_release(
@@ -326,7 +332,19 @@ def catchup_release(
     if schedule is None or not schedule.is_active:
         return Dropped(RunStatus.MISSED, "catch-up dropped: the schedule is no longer active")
     if overlap_action(schedule, in_flight=in_flight, buffered=True) == OverlapAction.SKIP:
-        return Dropped(RunStatus.SKIPPED, "catch-up skipped: the previous run is still in progress")
+        error = "catch-up skipped: the previous run is still in progress"
+        return Dropped(RunStatus.SKIPPED, error, SkipReason.OVERLAP)
+    return None
+
+
+def backfill_release(schedule: Schedule | None) -> Dropped | None:
+    """Whether a paced backfill run due for release now launches (None) or is dropped.
+
+    A backfill was asked for explicitly: it launches while its schedule is paused and
+    whatever its overlap policy says; only a deleted schedule drops it.
+    """
+    if schedule is None or schedule.deleted_at is not None:
+        return Dropped(RunStatus.MISSED, "backfill dropped: the schedule was deleted")
     return None
 
 

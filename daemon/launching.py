@@ -8,6 +8,8 @@ to the finisher, so no launch leaves its run `launching` while the process lives
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +25,9 @@ from daemon.launchers import Launcher, LaunchRequest, LaunchResult
 from daemon.slots import LaunchSlots
 from storage.clock import Clock
 from storage.domain import Run, RunOutcome, Schedule
-from storage.enums import RunStatus, RunTrigger
+from storage.enums import PromptFormat, RunStatus, RunTrigger
 from storage.errors import StoreUnavailable
+from storage.prompts import PromptError, PromptFacts, render_prompt
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")
@@ -68,7 +71,11 @@ class LaunchRunner:
         if launch.identity.refusal is not None:
             result = LaunchResult(attempts=0, error=launch.identity.refusal)
             return self._outcome(launch, result)
-        schedule = launch.schedule
+        try:
+            schedule = await self._with_prompt(launch)
+        except (PromptError, StoreUnavailable) as exc:
+            # Never sent: a prompt with a hole in it is a failure of the schedule.
+            return self._outcome(launch, LaunchResult(attempts=0, error=f"not launched: {exc}"))
         session_id = None
         if schedule.is_stateful:
             session_id = schedule.target_devin_id or schedule.stateful_session_id
@@ -93,6 +100,21 @@ class LaunchRunner:
                 metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
         metrics.LAUNCHES.labels(name, "succeeded" if result.ok else "failed").inc()
         return self._outcome(launch, result)
+
+    async def _with_prompt(self, launch: Launch) -> Schedule:
+        """The schedule with the prompt this run sends (a template rendered for its instant)."""
+        schedule, run = launch.schedule, launch.run
+        if schedule.prompt_format != PromptFormat.TEMPLATE:
+            return schedule
+        facts = PromptFacts(
+            scheduled_for=run.scheduled_for,
+            run_id=run.id,
+            last_run=await self.store.previous_run(schedule.id, run.scheduled_for),
+            last_success_at=await self.store.last_success_at(schedule.id),
+        )
+        # Off the loop: a render may take up to its time limit.
+        prompt = await asyncio.to_thread(render_prompt, schedule, facts)
+        return dataclasses.replace(schedule, prompt=prompt)
 
     async def _dispatch(
         self, launcher: Launcher, request: LaunchRequest, *, resend: bool
@@ -124,7 +146,8 @@ class LaunchRunner:
 def log_fired(run: Run, identity: FireIdentity, now: datetime) -> None:
     """A run is about to launch: its event, its lateness against the nominal instant."""
     lateness = (now - run.scheduled_for).total_seconds()
-    metrics.FIRE_LATENESS.observe(max(lateness, 0.0))
+    if run.trigger != RunTrigger.BACKFILL:  # late by request: it would swamp the histogram
+        metrics.FIRE_LATENESS.observe(max(lateness, 0.0))
     if run.trigger == RunTrigger.CATCHUP:
         metrics.CATCHUP_RUNS.inc()
     log.info(

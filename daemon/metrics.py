@@ -9,6 +9,11 @@ RUNS = Counter(
     "Runs recorded, by final status (succeeded, failed, skipped, missed, interrupted).",
     ["status"],
 )
+RUNS_SKIPPED = Counter(
+    "agentcron_runs_skipped_total",
+    "Runs skipped instead of launched, by reason (overlap, org_concurrency, org_hourly).",
+    ["reason"],
+)
 FIRE_LATENESS = Histogram(
     "agentcron_fire_lateness_seconds",
     "How long after its nominal instant a scheduled run started (jitter included).",

@@ -8,7 +8,8 @@ or runs in flight:
 1. identities: the directory is swapped in one assignment, so a token removed from the file
    is refused from the next request on, then the store's copy is replaced;
 2. the launchers (new fires use them; launches in flight finish on the old ones), the
-   scheduler settings, the notifiers, the logging level and format;
+   scheduler settings, the org limits (the next fire is held to them; the counts are kept),
+   the notifiers, the logging level and format;
 3. bootstrap: the file's playbooks and schedules (see `daemon.bootstrap`).
 
 Keys that only take effect at start-up (`RESTART_KEYS`: the listening address, the database
@@ -35,6 +36,7 @@ from daemon.identity import build_directory
 from daemon.launcher_routes import build_routes
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
+from daemon.org_limits import limits_of
 from daemon.sdnotify import SystemdNotifier
 from storage.clock import Clock
 from storage.identities import DirectoryRef
@@ -180,6 +182,7 @@ class Reloader:
         await self.store.replace_identities(self.directory.current)
         self.engine.set_launcher(build_routes(config, http=self.http))
         self.engine.update_settings(config.scheduler)
+        self.engine.set_org_limits(limits_of(config.orgs))
         self.notifier.update(config.notify)
         if config.logging != previous.logging:
             configure_logging(config.logging.level, config.logging.format)

@@ -28,6 +28,7 @@ from daemon.fdlimit import raise_fd_limit
 from daemon.identity import build_directory
 from daemon.launcher_routes import build_routes
 from daemon.notify import Notifier
+from daemon.org_limits import limits_of
 from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
@@ -115,6 +116,7 @@ class Daemon:
             settings=config.scheduler,
             launcher=build_routes(config, http=http),
             on_finished=notifier.run_finished,
+            org_limits=limits_of(config.orgs),
         )
         self.engine = engine
         self.reloader = Reloader(

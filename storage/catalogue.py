@@ -50,7 +50,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from storage.enums import NotifyOn, Overlap, PermissionMode, ScheduleType, Source
+from storage.enums import NotifyOn, Overlap, PermissionMode, PromptFormat, ScheduleType, Source
 from storage.values import (
     Count,
     CronExpression,
@@ -246,6 +246,7 @@ class Schedule:
     created_at: Annotated[datetime, SHOWN]
     updated_at: Annotated[datetime, SHOWN]
     version: int = 1
+    prompt_format: Annotated[PromptFormat, DEVIN, CONFIG] = PromptFormat.TEXT
 
     @property
     def is_stateful(self) -> bool:

@@ -40,7 +40,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
 
 
@@ -55,9 +55,16 @@ def _add_schedule_launcher(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE schedules ADD COLUMN launcher VARCHAR")
 
 
+def _add_schedule_prompt_format(conn: Connection) -> None:
+    conn.exec_driver_sql(
+        "ALTER TABLE schedules ADD COLUMN prompt_format VARCHAR NOT NULL DEFAULT 'text'"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_dispatched_at,
     2: _add_schedule_launcher,
+    3: _add_schedule_prompt_format,
 }
 
 MAX_BATCH = 256

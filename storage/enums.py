@@ -39,11 +39,19 @@ class DevinAgent(StrEnum):
     ADVANCED = "advanced"
 
 
+class PromptFormat(StrEnum):
+    """How a fire turns the stored prompt into the text sent: as is, or rendered."""
+
+    TEXT = "text"
+    TEMPLATE = "template"
+
+
 class RunTrigger(StrEnum):
     CRON = "cron"
     ONE_TIME = "one_time"
     MANUAL = "manual"
     CATCHUP = "catchup"
+    BACKFILL = "backfill"
 
 
 class RunStatus(StrEnum):

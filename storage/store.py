@@ -55,6 +55,15 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class OrgLaunch:
+    """A run sent to a session service: its org, its id and when it was dispatched."""
+
+    org_id: str
+    run_id: str
+    dispatched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NamedRun:
     """A run with the name of its schedule, for lists of runs across schedules."""
 
@@ -326,6 +335,21 @@ class Store(Protocol):
         No org check: callers read the schedule first. `total` and the items are two reads.
         Raises StoreUnavailable.
         """
+        ...
+
+    async def previous_run(self, schedule_id: str, before: datetime) -> Run | None:
+        """The schedule's latest run whose nominal instant is before `before`, or None.
+        Raises StoreUnavailable."""
+        ...
+
+    async def last_success_at(self, schedule_id: str) -> datetime | None:
+        """When the schedule's latest `succeeded` run finished, or None. Raises
+        StoreUnavailable."""
+        ...
+
+    async def launches_since(self, since: datetime) -> list[OrgLaunch]:
+        """The runs dispatched to a session service at or after `since`, with their org,
+        oldest first (the org limits count them at start-up). Raises StoreUnavailable."""
         ...
 
     # -- the dashboard's views -------------------------------------------------------------

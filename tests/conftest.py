@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -119,6 +119,21 @@ class RecordingEvents:
         self.triggered.append(schedule.id)
         (claimed,) = await self.store.claim_runs([run])
         return claimed
+
+    async def backfill(
+        self, schedule: Schedule, instants: Sequence[datetime], *, by: str
+    ) -> list[Run]:
+        now = datetime.now(UTC)
+        runs = [
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=at,
+                trigger=RunTrigger.BACKFILL,
+                started_at=now,
+            )
+            for at in instants
+        ]
+        return await self.store.claim_runs(runs)
 
 
 class Serving:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -20,6 +20,7 @@ import aiohttp
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
 from daemon.launchers import HttpLauncher, Launcher
+from daemon.org_limits import OrgLimits
 from daemon.retry import Backoff
 from storage.clock import SystemClock
 from storage.domain import FinishedRun, Run, Schedule
@@ -71,8 +72,10 @@ class EngineHarness:
         service: SessionService,
         http: aiohttp.ClientSession,
         settings: SchedulerConfig = SETTINGS,
+        org_limits: Mapping[str, OrgLimits] | None = None,
     ) -> None:
         self.store = store
+        self.org_limits = org_limits
         self.directory = directory
         self.service = service
         self.http = http
@@ -89,6 +92,7 @@ class EngineHarness:
             settings=self.settings,
             launcher=http_launcher(self.service, self.http),
             on_finished=self._on_finished,
+            org_limits=self.org_limits,
         )
 
     def _on_finished(self, item: FinishedRun) -> None:

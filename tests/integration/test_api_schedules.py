@@ -72,6 +72,7 @@ SCHEDULE_KEYS = {
     "start_at",
     "end_at",
     "launcher",
+    "prompt_format",
     # read-only: who owns the definition
     "managed_by",
 }
@@ -179,6 +180,7 @@ async def test_create_answers_the_schedule_with_its_defaults(api: ApiHarness) ->
         "start_at": None,
         "end_at": None,
         "launcher": None,
+        "prompt_format": "text",
         "managed_by": None,
     }
 
@@ -491,6 +493,7 @@ NON_CLEARABLE = [
     "bypass_approval",
     "overlap",
     "jitter_s",
+    "prompt_format",
 ]
 
 

@@ -356,6 +356,36 @@ async def test_runs_list_newest_first(store: Store) -> None:
     assert [r.scheduled_for for r in page.items] == sorted(instants, reverse=True)[:2]
 
 
+def finished(schedule: Schedule, at: datetime, status: RunStatus) -> Run:
+    return dataclasses.replace(
+        launching(schedule, at), status=status, finished_at=at + timedelta(seconds=5)
+    )
+
+
+async def test_previous_run_and_last_success(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    assert await store.previous_run(schedule.id, NOW) is None
+    assert await store.last_success_at(schedule.id) is None
+    hours = [NOW - timedelta(hours=h) for h in (3, 2, 1)]
+    statuses = [RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.FAILED]
+    runs = [finished(schedule, at, status) for at, status in zip(hours, statuses, strict=True)]
+    await store.claim_runs([*runs, launching(schedule, NOW)])
+    assert await store.previous_run(schedule.id, NOW) == runs[2]  # before, not at
+    assert await store.previous_run(schedule.id, hours[2]) == runs[1]
+    assert await store.last_success_at(schedule.id) == hours[1] + timedelta(seconds=5)
+
+
+async def test_launches_since_are_the_dispatched_runs_with_their_org(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    old, recent, unsent = (launching(schedule, NOW - timedelta(minutes=m)) for m in (90, 30, 10))
+    await store.claim_runs([old, recent, unsent])
+    await store.mark_dispatched(old.id, at=NOW - timedelta(minutes=90))
+    await store.mark_dispatched(recent.id, at=NOW - timedelta(minutes=30))
+    launches = await store.launches_since(NOW - timedelta(hours=1))
+    assert [(item.org_id, item.run_id) for item in launches] == [("org-local", recent.id)]
+    assert launches[0].dispatched_at == NOW - timedelta(minutes=30)
+
+
 def playbook(title: str, *, org_id: str = "org-local") -> Playbook:
     return Playbook(org_id=org_id, title=title, body="b", created_at=NOW, updated_at=NOW)
 

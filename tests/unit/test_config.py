@@ -840,3 +840,14 @@ def test_read_secret_is_none_when_nowhere(tmp_path: Path, monkeypatch: pytest.Mo
 def test_read_secret_refuses_names_that_are_not_plain(name: str) -> None:
     with pytest.raises(ValueError):
         read_secret(name)
+
+
+def test_a_template_prompt_that_does_not_parse_names_the_prompt_line(tmp_path: Path) -> None:
+    text = SCHEDULE.replace('prompt = "', 'prompt_format = "template"\nprompt = "{% if %}')
+    path = write_config(tmp_path, text + 'cron = "@daily"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.key == "schedules[0].prompt"
+    assert problem.line == line_of(path, "prompt =")
+    assert "template error at line 1" in str(problem)

@@ -12,6 +12,7 @@ from daemon.firing import (
     MissedSpan,
     OverlapAction,
     Recovery,
+    backfill_release,
     catchup_release,
     fire_identity,
     is_behind,
@@ -423,3 +424,40 @@ def test_a_superseded_catchup_names_the_regular_fire() -> None:
     assert (
         dropped.error == f"catch-up dropped: the regular fire at {deadline.isoformat()} came first"
     )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "dispatched", "action"),
+    [
+        (recurring(), False, Recovery.RELAUNCH),  # days old: no window applies
+        (recurring(enabled=False), False, Recovery.RELAUNCH),  # paused: asked for anyway
+        (recurring(deleted_at=T0), False, Recovery.INTERRUPT),
+        (None, False, Recovery.INTERRUPT),
+        (recurring(), True, Recovery.INTERRUPT),  # sent: never sent twice
+    ],
+)
+def test_a_backfill_run_left_unsent_is_relaunched_while_its_schedule_exists(
+    schedule: Schedule | None, dispatched: bool, action: Recovery
+) -> None:
+    run = left_launching(T0, dispatched=dispatched, trigger=RunTrigger.BACKFILL)
+    plan = plan_recovery(run, schedule, T0 + timedelta(days=3), default_window=60, idempotent=False)
+    assert plan.action == action
+    if action == Recovery.RELAUNCH:
+        assert (plan.note, plan.deadline) == ("backfill relaunched after a restart", None)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (recurring(), None),
+        (recurring(enabled=False), None),
+        (recurring(overlap=Overlap.SKIP), None),
+        (recurring(deleted_at=T0), RunStatus.MISSED),
+        (None, RunStatus.MISSED),
+    ],
+)
+def test_a_paced_backfill_launches_unless_its_schedule_was_deleted(
+    schedule: Schedule | None, expected: RunStatus | None
+) -> None:
+    dropped = backfill_release(schedule)
+    assert (dropped.status if dropped else None) == expected
