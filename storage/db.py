@@ -40,7 +40,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
 
 
@@ -50,7 +50,12 @@ def _add_run_dispatched_at(conn: Connection) -> None:
     conn.exec_driver_sql("UPDATE runs SET dispatched_at = started_at WHERE status = 'launching'")
 
 
+def _add_run_session_status(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN session_status VARCHAR")
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at}
+MIGRATIONS[2] = _add_run_session_status
 
 MAX_BATCH = 256
 READERS = 4
