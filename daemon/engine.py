@@ -9,6 +9,7 @@ The engine coordinates parts that each own one piece of state:
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
+- `Follower` (`daemon.following`): a launched session followed to its end;
 - `CatchUp` (`daemon.catchup`): missed instants and stuck runs, paced by `daemon.pacer`;
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
 - `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
@@ -44,6 +45,7 @@ from daemon.firing import (
     overlap_action,
     timer_for,
 )
+from daemon.following import Followed, Follower, FollowPlan
 from daemon.horizon import Horizon
 from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner, log_fired
@@ -90,6 +92,7 @@ class Engine:
         clock: Clock,
         settings: SchedulerConfig,
         launcher: Launcher,
+        follow: FollowPlan | None = None,
         on_finished: Callable[[FinishedRun], None] = _ignore_finished,
     ) -> None:
         self.store = store
@@ -103,8 +106,17 @@ class Engine:
         self._finisher = Finisher(
             store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
         )
+        self._follower = Follower(
+            clock, finisher=self._finisher, limit=lambda: self.settings.max_concurrent_follows
+        )
         self._launches = LaunchRunner(
-            store, clock, slots=self._slots, finisher=self._finisher, launcher=launcher
+            store,
+            clock,
+            slots=self._slots,
+            finisher=self._finisher,
+            launcher=launcher,
+            follower=self._follower,
+            follow=follow,
         )
         self._catchup = CatchUp(
             store,
@@ -114,6 +126,7 @@ class Engine:
             finisher=self._finisher,
             report=self._report,
             launch=self._start_launch,
+            follow=self._start_follow,
             in_progress=self._slots.in_progress,
         )
         # Schedules between a timer firing and their advance, with the instant fired from:
@@ -131,11 +144,12 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
+        """Follow runs left `running` again, recover runs a crash left `launching`, catch up
+        missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
         idempotent = self._launches.launcher.idempotent
-        interrupted, recovered = await self._catchup.recover(now, idempotent=idempotent)
+        recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
             self._finisher.start(),
             self._catchup.pacer.start(),
@@ -149,9 +163,10 @@ class Engine:
         self._spawn(self._guarded("count", self._count_enabled()), "count")
         log.info(
             "engine_started",
-            interrupted=interrupted,
-            relaunched=sum(1 for item in recovered if not item.resend),
-            resent=sum(1 for item in recovered if item.resend),
+            interrupted=recovered.ended,
+            relaunched=sum(1 for item in recovered.pending if not item.resend),
+            resent=sum(1 for item in recovered.pending if item.resend),
+            followed=recovered.followed,
             catchups=catchups,
             missed_schedules=behind,
             timers=len(self._timers),
@@ -170,10 +185,11 @@ class Engine:
         self._slots.close()
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; wait up to `grace` s for launches in flight, then cancel them.
+        """Stop claiming and following; wait up to `grace` s for launches in flight, then
+        cancel them.
 
-        A cancelled launch's run stays `launching`: the next start deals with it (see
-        `daemon.firing.plan_recovery`), as with catch-ups still queued.
+        A cancelled launch's run stays `launching`, a followed one `running`: the next start
+        deals with them (see `daemon.firing.plan_recovery`), as with catch-ups still queued.
         """
         if not self._background:
             return
@@ -181,6 +197,7 @@ class Engine:
         if self._recount is not None:
             self._recount.cancel()
         left = await self._catchup.close()
+        self._follower.close()
         cancelled = await self._wait_for_launches(grace)
         await self._finisher.close(FINISH_CLOSE_TIMEOUT)
         for task in self._background:
@@ -215,15 +232,19 @@ class Engine:
         fresh = time.monotonic() - self._horizon.last_refill < overdue
         return self._timers.running and fresh
 
-    def set_launcher(self, launcher: Launcher) -> None:
-        """New fires use `launcher`; launches in flight finish on the old one."""
+    def set_launcher(self, launcher: Launcher, follow: FollowPlan | None = None) -> None:
+        """New fires use `launcher` (and follow its sessions as `follow` says); launches and
+        follows in flight finish on the old ones."""
         self._launches.launcher = launcher
+        self._launches.follow = follow
 
     def update_settings(self, settings: SchedulerConfig) -> None:
         """Apply new scheduler settings without dropping a timer."""
         previous, self.settings = self.settings, settings
         if settings.max_concurrent_launches != previous.max_concurrent_launches:
             self._slots.resize(settings.max_concurrent_launches)
+        if settings.max_concurrent_follows != previous.max_concurrent_follows:
+            self._follower.resize(settings.max_concurrent_follows)
         if settings.horizon != previous.horizon and self._phase == _Phase.RUNNING:
             self._spawn(self._on_refill(), "refill")  # the loop takes the new interval next
 
@@ -519,6 +540,11 @@ class Engine:
     def _start_launch(self, launch: Launch) -> None:
         work = self._launches.run(launch)
         self._slots.start(launch.schedule.id, launch.run.id, work, self._fire_buffered)
+
+    def _start_follow(self, item: Followed) -> None:
+        """A run left `running`: in progress (for overlap) until its session ends."""
+        work = self._launches.resume(item)
+        self._slots.start(item.run.schedule_id, item.run.id, work, self._fire_buffered)
 
     def _fire_buffered(self, fire: Fire) -> None:
         """Overlap: a buffered fire starts once its schedule has nothing in progress."""

@@ -29,6 +29,7 @@ import structlog
 from daemon.bootstrap import BootstrapResult, apply_bootstrap
 from daemon.config import Config, ConfigError, load_config
 from daemon.engine import Engine
+from daemon.following import follow_plan
 from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.logs import configure_logging
@@ -158,7 +159,7 @@ class Reloader:
         self.directory.current = build_directory(config)
         await self.store.replace_identities(self.directory.current)
         launcher = build_launcher(config.launcher, http=self.http, workdir=config.base_dir)
-        self.engine.set_launcher(launcher)
+        self.engine.set_launcher(launcher, follow_plan(config.launcher, http=self.http))
         self.engine.update_settings(config.scheduler)
         self.notifier.update(config.notify)
         if config.logging != previous.logging:

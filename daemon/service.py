@@ -25,6 +25,7 @@ from api.keys import ApiSettings
 from daemon.config import Config
 from daemon.engine import Engine
 from daemon.fdlimit import raise_fd_limit
+from daemon.following import follow_plan
 from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.notify import Notifier
@@ -110,6 +111,7 @@ class Daemon:
             clock=self.clock,
             settings=config.scheduler,
             launcher=build_launcher(config.launcher, http=http, workdir=config.source_path.parent),
+            follow=follow_plan(config.launcher, http=http),
             on_finished=notifier.run_finished,
         )
         self.engine = engine

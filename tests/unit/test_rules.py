@@ -391,7 +391,11 @@ def test_a_followed_session_s_end_drives_the_books(
 
     (item,), after = fold_outcomes({"run-a": current}, before, [end], 1)
 
-    assert (item.run.status, item.run.finished_at, item.run.session_id) == (status, ENDED, "devin-1")
+    assert (item.run.status, item.run.finished_at, item.run.session_id) == (
+        status,
+        ENDED,
+        "devin-1",
+    )
     assert (item.run.session_url, item.run.session_status) == ("https://s/1", "error")
     books = after["sched-1"]
     assert (books.consecutive_failures, books.enabled, item.auto_paused) == (
