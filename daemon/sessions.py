@@ -60,20 +60,20 @@ class SessionPoller(Protocol):
 
 _STARTING = frozenset({"new", "creating", "claimed", "resuming"})
 _BLOCKED = {
-    "waiting_for_user": "blocked: the session waits for a user's answer",
-    "waiting_for_approval": "blocked: the session waits for an action to be approved",
+    "waiting_for_user": "blocked, waiting for a user's answer",
+    "waiting_for_approval": "blocked, waiting for an action to be approved",
 }
 _SUSPENDED = {
-    "inactivity": "suspended after inactivity",
-    "user_request": "suspended by a user",
-    "usage_limit_exceeded": "suspended: usage limit exceeded",
-    "out_of_credits": "suspended: out of credits",
-    "out_of_quota": "suspended: out of quota",
-    "no_quota_allocation": "suspended: no quota allocation",
-    "payment_declined": "suspended: payment declined",
-    "org_usage_limit_exceeded": "suspended: the org's usage limit was exceeded",
-    "total_session_limit_exceeded": "suspended: the total session limit was exceeded",
-    "error": "suspended after an error",
+    "inactivity": "inactive for too long",
+    "user_request": "a user suspended it",
+    "usage_limit_exceeded": "usage limit exceeded",
+    "out_of_credits": "out of credits",
+    "out_of_quota": "out of quota",
+    "no_quota_allocation": "no quota allocated",
+    "payment_declined": "payment declined",
+    "org_usage_limit_exceeded": "the org's usage limit was exceeded",
+    "total_session_limit_exceeded": "the total session limit was exceeded",
+    "error": "an error",
 }
 
 
@@ -91,8 +91,7 @@ def devin_state(body: Any) -> SessionState:
     if status == "error":
         return SessionState(said, terminal=True, message="the session ended in error")
     if status == "suspended":
-        reason = _SUSPENDED.get(detail or "", "suspended")
-        return SessionState(said, terminal=True, message=reason)
+        return SessionState(said, terminal=True, message=_SUSPENDED.get(detail or ""))
     if status == "running" and detail == "finished":
         return SessionState(said, terminal=True, succeeded=True, message="the task is complete")
     if status == "running" and detail in _BLOCKED:

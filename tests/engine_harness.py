@@ -19,7 +19,9 @@ import aiohttp
 
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
+from daemon.following import FollowPlan
 from daemon.launchers import Backoff, HttpLauncher, Launcher
+from daemon.sessions import DevinSessionPoller
 from storage.clock import SystemClock
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import RunStatus, ScheduleType
@@ -53,6 +55,20 @@ def http_launcher(service: SessionService, http: aiohttp.ClientSession) -> Launc
     return HttpLauncher(config, http=http, backoff=Backoff(base=0.05))
 
 
+def follow_plan(
+    service: SessionService,
+    http: aiohttp.ClientSession,
+    *,
+    interval: float = 0.05,
+    timeout: float = 10.0,
+) -> FollowPlan:
+    """Follow the service's sessions at its GET session URL, faster than a config allows."""
+    poller = DevinSessionPoller(
+        service.url + "/{session_id}", token_env="SESSION_API_TOKEN", http=http, timeout=5.0
+    )
+    return FollowPlan(poller, interval=interval, timeout=timeout)
+
+
 def schedule_of(**fields: Any) -> Schedule:
     moment = now()
     values: dict[str, Any] = {"name": "report", "prompt": "Summarise the day", "cron": "0 3 * * *"}
@@ -70,8 +86,10 @@ class EngineHarness:
         service: SessionService,
         http: aiohttp.ClientSession,
         settings: SchedulerConfig = SETTINGS,
+        follow: FollowPlan | None = None,
     ) -> None:
         self.store = store
+        self.follow = follow
         self.directory = directory
         self.service = service
         self.http = http
@@ -87,6 +105,7 @@ class EngineHarness:
             clock=SystemClock(),
             settings=self.settings,
             launcher=http_launcher(self.service, self.http),
+            follow=self.follow,
             on_finished=self._on_finished,
         )
 
@@ -120,7 +139,8 @@ class EngineHarness:
         return list(reversed(page.items))
 
     async def finished_runs(self, schedule_id: str, count: int, within: float = 5.0) -> list[Run]:
-        """Wait until the schedule has `count` runs that are no longer launching, and the
+        """Wait until the schedule has `count` runs that have ended (neither launching nor
+        running), and the
         engine has reported each of them that it reports (skipped and missed runs are only
         recorded)."""
         loop = asyncio.get_running_loop()
@@ -128,7 +148,7 @@ class EngineHarness:
 
         async def done() -> list[Run] | None:
             runs = await self.runs(schedule_id)
-            settled = [run for run in runs if run.status != RunStatus.LAUNCHING]
+            settled = [run for run in runs if run.status.is_final]
             return runs if len(settled) >= count else None
 
         runs = await eventually(done, within=within)

@@ -423,3 +423,19 @@ def test_a_superseded_catchup_names_the_regular_fire() -> None:
     assert (
         dropped.error == f"catch-up dropped: the regular fire at {deadline.isoformat()} came first"
     )
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+@pytest.mark.parametrize("age_s", [40, 7 * 86400])
+@pytest.mark.parametrize(
+    "schedule", [recurring("0 * * * *", id="sched-1"), recurring(enabled=False)]
+)
+def test_a_running_run_is_followed_again_never_interrupted(
+    idempotent: bool, age_s: float, schedule: Schedule
+) -> None:
+    run = dataclasses.replace(
+        left_launching(T0, dispatched=True), status=RunStatus.RUNNING, session_id="devin-1"
+    )
+    now = T0 + timedelta(seconds=age_s)
+    plan = plan_recovery(run, schedule, now, default_window=3600, idempotent=idempotent)
+    assert (plan.action, plan.deadline) == (Recovery.FOLLOW, None)
