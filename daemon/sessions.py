@@ -91,7 +91,9 @@ def devin_state(body: Any) -> SessionState:
     if status == "error":
         return SessionState(said, terminal=True, message="the session ended in error")
     if status == "suspended":
-        return SessionState(said, terminal=True, message=_SUSPENDED.get(detail or ""))
+        return SessionState(
+            said, terminal=True, message=_SUSPENDED.get(detail or "", "no reason given")
+        )
     if status == "running" and detail == "finished":
         return SessionState(said, terminal=True, succeeded=True, message="the task is complete")
     if status == "running" and detail in _BLOCKED:
