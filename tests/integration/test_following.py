@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from daemon import metrics
 from daemon.engine import Engine
 from storage.enums import Overlap, RunStatus
 from storage.identities import DirectoryRef
@@ -54,18 +55,30 @@ async def follow(
         await engine.stop(0.5)
 
 
+def sessions_running() -> float:
+    return float(metrics.SESSIONS_RUNNING.labels("default")._value.get())
+
+
+def polled(outcome: str) -> float:
+    return float(metrics.SESSION_POLLS.labels(outcome)._value.get())
+
+
 async def test_a_followed_run_is_running_until_its_session_finishes(
     follow: Any, service: SessionService
 ) -> None:
     service.lifecycle = lambda _: [("claimed", None), WORKING, WORKING, FINISHED]
     harness = await follow()
     schedule = await harness.create()
+    ended, polls_before = metrics.FOLLOW_SECONDS._sum.get(), polled("ended")
     with capture_logs() as logs:
         run = await harness.engine.trigger(schedule, by="service-admin")
         (running,) = await harness.run_with_status(schedule.id, [S.RUNNING])
         assert (running.session_id, running.finished_at) == ("devin-1", None)
         assert (await harness.store.get_schedule(schedule.id)).last_executed_at is not None
+        assert sessions_running() == 1
         (done,) = await harness.finished_runs(schedule.id, 1)
+    assert sessions_running() == 0 and polled("ended") == polls_before + 1
+    assert metrics.FOLLOW_SECONDS._sum.get() > ended
     assert (done.id, done.status, done.error) == (run.id, S.SUCCEEDED, None)
     assert done.session_status == "running/finished" and done.finished_at is not None
     assert done.session_url == f"{service.base}/s/devin-1"
