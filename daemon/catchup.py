@@ -62,6 +62,7 @@ class Recovered:
     """What `recover` did: runs ended (interrupted), launches queued, sessions followed."""
 
     ended: int
+    """Runs interrupted, or failed unfollowed."""
     pending: list[PendingLaunch]
     followed: int
 
@@ -108,8 +109,9 @@ class CatchUp:
     # -- recovery --------------------------------------------------------------------------
 
     async def recover(self, now: datetime, *, idempotent: bool) -> Recovered:
-        """Follow the runs left `running` again; interrupt the stuck `launching` runs that
-        may have reached the session service; queue the others (relaunch, re-send)."""
+        """Follow the runs left `running` again (fail those whose schedule is gone);
+        interrupt the stuck `launching` runs that may have reached the session service;
+        queue the others (relaunch, re-send)."""
         runs = await self.store.unfinished_runs()
         schedules = await self.store.get_schedules({run.schedule_id for run in runs})
         window = self._settings().catchup_window
@@ -118,15 +120,12 @@ class CatchUp:
             schedule = schedules.get(run.schedule_id)
             plan = plan_recovery(run, schedule, now, default_window=window, idempotent=idempotent)
             about = {"schedule_id": run.schedule_id, "run_id": run.id, "note": plan.note}
-            if plan.action == Recovery.FOLLOW:
-                if schedule is None or run.session_id is None:
-                    error = "no longer followed: its schedule was deleted"
-                    ended.append(
-                        RunOutcome(run.id, RunStatus.FAILED, now, run.attempts, error=error)
-                    )
-                    continue
+            if plan.action == Recovery.FOLLOW and schedule is not None and run.session_id:
                 followed.append(Followed(run, run.session_id, schedule.org_id, at_once=True))
                 log.info("run_recovered", **about)
+            elif plan.action == Recovery.ABANDON:
+                failed = RunStatus.FAILED
+                ended.append(RunOutcome(run.id, failed, now, run.attempts, error=plan.note))
             elif plan.action == Recovery.INTERRUPT or schedule is None:
                 status = RunStatus.INTERRUPTED
                 ended.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))

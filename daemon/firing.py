@@ -252,6 +252,8 @@ class Recovery(StrEnum):
     """It may have been sent (or is too old to launch now): mark it `interrupted`."""
     FOLLOW = "follow"
     """Its session was launched and is followed: follow it again (never interrupted)."""
+    ABANDON = "abandon"
+    """Its session was followed, but its schedule is gone: mark it `failed`, unfollowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,8 @@ def plan_recovery(
     re-send one an idempotent service may have seen, interrupt the rest: nothing that may
     have started a session starts a second."""
     if run.status == RunStatus.RUNNING:
+        if schedule is None or run.session_id is None:
+            return RecoveryPlan(Recovery.ABANDON, "no longer followed: its schedule was deleted")
         return RecoveryPlan(Recovery.FOLLOW, "followed again after a restart")
     if run.dispatched_at is not None:
         if idempotent:

@@ -16,7 +16,7 @@ from daemon.engine import Engine
 from storage.enums import Overlap, RunStatus
 from storage.identities import DirectoryRef
 from storage.store import Store
-from tests.engine_harness import SETTINGS, EngineHarness, follow_plan
+from tests.engine_harness import SETTINGS, EngineHarness, follow_plan, now
 from tests.session_service import WORKING, Reply, SessionService
 
 S = RunStatus
@@ -235,3 +235,26 @@ async def test_a_restart_follows_running_runs_again(
     started = next(e for e in logs if e["event"] == "engine_started")
     assert (started["followed"], started["interrupted"]) == (1, 0)
     assert len(service.requests) == 1
+
+
+async def test_a_running_run_of_a_schedule_deleted_meanwhile_fails_at_the_restart(
+    store: Store,
+    directory: DirectoryRef,
+    service: SessionService,
+    http: aiohttp.ClientSession,
+) -> None:
+    plan = follow_plan(service, http)
+    first = EngineHarness(store, directory, service, http, follow=plan)
+    await first.engine.start()
+    schedule = await first.create()
+    run = await first.engine.trigger(schedule, by="service-admin")
+    await first.run_with_status(schedule.id, [S.RUNNING])
+    await first.engine.stop(5.0)
+    await store.delete_schedule(schedule.id, now=now(), by="service-admin")
+
+    second = EngineHarness(store, directory, service, http, follow=plan)
+    await second.engine.start()
+    await second.engine.stop(0.5)
+    done = await store.get_run(run.id)
+    assert (done.status, done.error) == (S.FAILED, "no longer followed: its schedule was deleted")
+    assert (done.session_id, done.attempts) == ("devin-1", 1)

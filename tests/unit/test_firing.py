@@ -439,3 +439,14 @@ def test_a_running_run_is_followed_again_never_interrupted(
     now = T0 + timedelta(seconds=age_s)
     plan = plan_recovery(run, schedule, now, default_window=3600, idempotent=idempotent)
     assert (plan.action, plan.deadline) == (Recovery.FOLLOW, None)
+
+
+def test_a_running_run_whose_schedule_is_gone_is_abandoned_not_interrupted() -> None:
+    run = dataclasses.replace(
+        left_launching(T0, dispatched=True), status=RunStatus.RUNNING, session_id="devin-1"
+    )
+    plan = plan_recovery(run, None, T0, default_window=3600, idempotent=True)
+    assert (plan.action, plan.note) == (
+        Recovery.ABANDON,
+        "no longer followed: its schedule was deleted",
+    )
