@@ -19,7 +19,6 @@ import pytest
 
 from tests.e2e.conftest import DaemonProcess, base_config, free_port, wait_until, write_config
 from tests.e2e.threaded_service import ThreadedSessionService, threaded_session_service
-from tests.session_service import WORKING
 
 StartDaemon = Callable[..., DaemonProcess]
 SESSION_TOKEN = "session-e2e-follow-token"
@@ -129,7 +128,6 @@ def schedule_of(daemon: DaemonProcess, schedule_id: str) -> dict[str, Any]:
 def test_a_run_fails_when_its_session_ends_in_error_not_when_it_launches(
     tmp_path: Path, start_daemon: StartDaemon, service: ThreadedSessionService, slack: SlackRecorder
 ) -> None:
-    service.set_lifecycle(lambda _: [WORKING, WORKING, ("error", None)])
     daemon = start_daemon(follow_config(tmp_path, service, slack), env=ENV)
     schedule_id = create_schedule(daemon, "nightly")
     run_id = trigger(daemon, schedule_id)
@@ -146,7 +144,10 @@ def test_a_run_fails_when_its_session_ends_in_error_not_when_it_launches(
     assert "session_status" in running
     launched = schedule_of(daemon, schedule_id)
     assert launched["last_executed_at"] is not None and launched["consecutive_failures"] == 0
+    wait_until(lambda: len(service.polls) >= 2, "two reads of the running session")
+    assert schedule_of(daemon, schedule_id)["consecutive_failures"] == 0
     assert slack.messages == []  # a launch is no news
+    service.set_status("devin-1", "error")
 
     (failed,) = wait_until(
         lambda: [r for r in runs_of(daemon, schedule_id) if r["status"] == "failed"],
