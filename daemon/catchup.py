@@ -5,7 +5,8 @@ daemon was down, or the loop fell behind): in one transaction each moves on to i
 regular instant — which the engine then times as usual — while its older misses are
 recorded as one `missed` run and its latest miss, if within the catch-up window, is claimed
 as a `launching` catch-up run. `recover` plans what to do with the runs an earlier process
-left `launching` (see `daemon.firing.plan_recovery`). Both queue their launches behind the
+left `launching` or `running` (see `daemon.firing.plan_recovery`): a `running` run's
+session is followed again at once, outside the pacer. Both queue their launches behind the
 pacer (`daemon.pacer`), which only ever delays catch-ups; `_release` launches them, or drops
 those the regular fire superseded.
 """
@@ -33,6 +34,7 @@ from daemon.firing import (
     plan_catchup,
     plan_recovery,
 )
+from daemon.following import Followed
 from daemon.launching import Launch, log_fired
 from daemon.org_limits import LimitRefusal
 from daemon.pacer import Pacer, PendingLaunch
@@ -58,12 +60,23 @@ class Settled:
     queued: int
 
 
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What `recover` did: runs ended (interrupted), launches queued, sessions followed."""
+
+    ended: int
+    """Runs interrupted, or failed unfollowed."""
+    pending: list[PendingLaunch]
+    followed: int
+
+
 class CatchUp:
     """Settles missed instants and recovers stuck runs; paces the launches they need.
 
-    `launch(item)` starts a launch; `in_progress(schedule_id)` counts the schedule's runs in
-    progress (for overlap); `admit(schedule, run, now)` refuses a launch over an org limit
-    (or counts it); `report` gets the runs recovery interrupts.
+    `launch(item)` starts a launch; `follow(item)` follows a running run's session;
+    `in_progress(schedule_id)` counts the schedule's runs in progress (for overlap);
+    `admit(schedule, run, now)` refuses a launch over an org limit (or counts it); `report`
+    gets the runs recovery interrupts.
     """
 
     def __init__(
@@ -76,6 +89,7 @@ class CatchUp:
         finisher: Finisher,
         report: Callable[[Sequence[FinishedRun]], None],
         launch: Callable[[Launch], None],
+        follow: Callable[[Followed], None],
         in_progress: Callable[[str], int],
         admit: Callable[[Schedule, Run, datetime], LimitRefusal | None],
     ) -> None:
@@ -86,6 +100,7 @@ class CatchUp:
         self._finisher = finisher
         self._report = report
         self._launch = launch
+        self._follow = follow
         self._in_progress = in_progress
         self._admit = admit
         self.pacer = Pacer(rate=lambda: settings().catchup_rate, release=self._release)
@@ -99,31 +114,39 @@ class CatchUp:
 
     # -- recovery --------------------------------------------------------------------------
 
-    async def recover(
-        self, now: datetime, *, idempotent: Callable[[Schedule], bool]
-    ) -> tuple[int, list[PendingLaunch]]:
-        """Interrupt the stuck runs that may have reached the session service; queue the
-        others (relaunch, re-send). Answers how many were interrupted, and the queued."""
-        runs = await self.store.launching_runs()
+    async def recover(self, now: datetime, *, idempotent: Callable[[Schedule], bool]) -> Recovered:
+        """Follow the runs left `running` again (fail those whose schedule is gone);
+        interrupt the stuck `launching` runs that may have reached the session service;
+        queue the others (relaunch, re-send)."""
+        runs = await self.store.unfinished_runs()
         schedules = await self.store.get_schedules({run.schedule_id for run in runs})
         window = self._settings().catchup_window
-        interrupted, pending = [], []
+        ended, pending, followed = [], [], []
         for run in runs:
             schedule = schedules.get(run.schedule_id)
             resendable = schedule is not None and idempotent(schedule)
             plan = plan_recovery(run, schedule, now, default_window=window, idempotent=resendable)
-            if plan.action == Recovery.INTERRUPT or schedule is None:
+            about = {"schedule_id": run.schedule_id, "run_id": run.id, "note": plan.note}
+            if plan.action == Recovery.FOLLOW and schedule is not None and run.session_id:
+                followed.append(Followed(run, run.session_id, schedule, at_once=True))
+                log.info("run_recovered", **about)
+            elif plan.action == Recovery.ABANDON:
+                failed = RunStatus.FAILED
+                ended.append(RunOutcome(run.id, failed, now, run.attempts, error=plan.note))
+            elif plan.action == Recovery.INTERRUPT or schedule is None:
                 status = RunStatus.INTERRUPTED
-                interrupted.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))
-                continue
-            resend = plan.action == Recovery.RESEND
-            pending.append(PendingLaunch(run, schedule, plan.deadline, plan.note, resend))
-            log.info("run_recovered", schedule_id=run.schedule_id, run_id=run.id, note=plan.note)
+                ended.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))
+            else:
+                resend = plan.action == Recovery.RESEND
+                pending.append(PendingLaunch(run, schedule, plan.deadline, plan.note, resend))
+                log.info("run_recovered", **about)
         max_failures = self._settings().max_consecutive_failures
-        finished = await self.store.finish_runs(interrupted, max_consecutive_failures=max_failures)
+        finished = await self.store.finish_runs(ended, max_consecutive_failures=max_failures)
         self._report(finished)
+        for item in followed:
+            self._follow(item)
         self.pacer.add(pending)
-        return len(interrupted), pending
+        return Recovered(len(ended), pending, len(followed))
 
     # -- missed instants -------------------------------------------------------------------
 

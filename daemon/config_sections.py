@@ -84,6 +84,8 @@ class SchedulerConfig(Section):
     catchup_window: Duration = 3600.0
     catchup_rate: float = Field(default=5.0, gt=0)
     max_concurrent_launches: int = Field(default=100, ge=1)
+    max_concurrent_follows: int = Field(default=100, ge=1)
+    """Session polls (of followed runs) in flight at once."""
     max_consecutive_failures: int = Field(default=0, ge=0)
     shutdown_grace: Duration = 20.0
     horizon: PositiveDuration = 300.0
@@ -157,6 +159,14 @@ def _read_token(name: str) -> str:
     return token
 
 
+def _at_least_a_second(seconds: float) -> float:
+    if seconds < 1:
+        raise ValueError(
+            f"must be at least 1s (polling faster only loads the agent service), not {seconds:g}s"
+        )
+    return seconds
+
+
 LauncherType = Literal["http", "command", "devin", "agentscope"]
 DEVIN_BASE_URL = "https://api.devin.ai"
 
@@ -179,6 +189,13 @@ class LauncherConfig(Section):
     """`devin`: the Devin organization sessions are made in; None: the schedule's org."""
     max_acu_limit: int | None = Field(default=None, gt=0)
     """`devin`: the ACU limit of each session made; None: Devin's own default."""
+    follow: bool = False
+    """Follow each launched session until it ends (`http`): the run is `running` meanwhile."""
+    follow_interval: Annotated[Duration, AfterValidator(_at_least_a_second)] = 30.0
+    follow_timeout: PositiveDuration = 21600.0
+    status_url: str | None = None
+    """Where a session's status is read: `{session_id}` (and `{org_id}`) are substituted;
+    default `{url}/{session_id}`."""
 
     @field_validator("url")
     @classmethod
@@ -189,12 +206,39 @@ class LauncherConfig(Section):
             raise ValueError("the only placeholder allowed in braces is {org_id}") from None
         return value
 
+    @field_validator("status_url")
+    @classmethod
+    def _check_status_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            filled = value.format(org_id="org", session_id="devin-1")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                "the only placeholders allowed in braces are {org_id} and {session_id}"
+            ) from None
+        http_url(filled)
+        return value
+
+    @property
+    def session_status_url(self) -> str:
+        """The template of a session's status URL, `{org_id}` and `{session_id}` to fill
+        (`devin`: Devin's GET session, in the launcher's org when it names one)."""
+        if self.status_url is not None:
+            return self.status_url
+        if self.type == "devin":
+            org = self.org_id or "{org_id}"
+            return f"{self.service_url}/v3/organizations/{org}/sessions/{{session_id}}"
+        return self.url.rstrip("/") + "/{session_id}"
+
     @model_validator(mode="after")
     def _check_command(self) -> Self:
         if self.type == "command" and not self.command:
             raise conflict('type = "command" needs a non-empty command (an argv list)', "command")
         if self.command is not None and (not self.command or not self.command[0]):
             raise conflict("command must start with a program name", "command")
+        if self.type == "command" and self.follow:
+            raise conflict('a "command" launcher always follows its process: drop follow', "follow")
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ The engine coordinates parts that each own one piece of state:
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
+- `Follower` (`daemon.following`): a launched session followed to its end;
 - `CatchUp` (`daemon.catchup`): missed instants, stuck runs and backfills, paced by
   `daemon.pacer`;
 - `OrgUsage` (`daemon.org_limits`): each org's sessions in flight and of the last hour;
@@ -46,6 +47,7 @@ from daemon.firing import (
     overlap_action,
     timer_for,
 )
+from daemon.following import Followed, Follower, FollowPlan
 from daemon.horizon import Horizon
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
@@ -83,9 +85,11 @@ class _Phase(Enum):
     STOPPING = "stopping"
 
 
-def _routes(launcher: Launcher | LauncherRoutes) -> LauncherRoutes:
+def _routes(launcher: Launcher | LauncherRoutes, follow: FollowPlan | None) -> LauncherRoutes:
     """One launcher is every schedule's: the routes of a single `default` launcher."""
-    return launcher if isinstance(launcher, LauncherRoutes) else LauncherRoutes.single(launcher)
+    if isinstance(launcher, LauncherRoutes):
+        return launcher
+    return LauncherRoutes.single(launcher, follow)
 
 
 class Engine:
@@ -99,6 +103,7 @@ class Engine:
         clock: Clock,
         settings: SchedulerConfig,
         launcher: Launcher | LauncherRoutes,
+        follow: FollowPlan | None = None,
         on_finished: Callable[[FinishedRun], None] = _ignore_finished,
         org_limits: Mapping[str, OrgLimits] | None = None,
     ) -> None:
@@ -115,8 +120,16 @@ class Engine:
         self._finisher = Finisher(
             store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
         )
+        self._follower = Follower(
+            clock, finisher=self._finisher, limit=lambda: self.settings.max_concurrent_follows
+        )
         self._launches = LaunchRunner(
-            store, clock, slots=self._slots, finisher=self._finisher, launchers=_routes(launcher)
+            store,
+            clock,
+            slots=self._slots,
+            finisher=self._finisher,
+            launchers=_routes(launcher, follow),
+            follower=self._follower,
         )
         self._catchup = CatchUp(
             store,
@@ -126,6 +139,7 @@ class Engine:
             finisher=self._finisher,
             report=self._report,
             launch=self._start_launch,
+            follow=self._start_follow,
             in_progress=self._slots.in_progress,
             admit=self._admit,
         )
@@ -144,12 +158,13 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
+        """Follow runs left `running` again, recover runs a crash left `launching`, catch up
+        missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
         await self._restore_usage(now)
         idempotent = self._launches.launchers.idempotent
-        interrupted, recovered = await self._catchup.recover(now, idempotent=idempotent)
+        recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
             self._finisher.start(),
             self._catchup.pacer.start(),
@@ -163,9 +178,10 @@ class Engine:
         self._spawn(self._guarded("count", self._count_enabled()), "count")
         log.info(
             "engine_started",
-            interrupted=interrupted,
-            relaunched=sum(1 for item in recovered if not item.resend),
-            resent=sum(1 for item in recovered if item.resend),
+            interrupted=recovered.ended,
+            relaunched=sum(1 for item in recovered.pending if not item.resend),
+            resent=sum(1 for item in recovered.pending if item.resend),
+            followed=recovered.followed,
             catchups=catchups,
             missed_schedules=behind,
             timers=len(self._timers),
@@ -184,10 +200,11 @@ class Engine:
         self._slots.close()
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; wait up to `grace` s for launches in flight, then cancel them.
+        """Stop claiming and following; wait up to `grace` s for launches in flight, then
+        cancel them.
 
-        A cancelled launch's run stays `launching`: the next start deals with it (see
-        `daemon.firing.plan_recovery`), as with catch-ups still queued.
+        A cancelled launch's run stays `launching`, a followed one `running`: the next start
+        deals with them (see `daemon.firing.plan_recovery`), as with catch-ups still queued.
         """
         if not self._background:
             return
@@ -195,6 +212,7 @@ class Engine:
         if self._recount is not None:
             self._recount.cancel()
         left = await self._catchup.close()
+        self._follower.close()
         cancelled = await self._wait_for_launches(grace)
         await self._finisher.close(FINISH_CLOSE_TIMEOUT)
         for task in self._background:
@@ -229,19 +247,23 @@ class Engine:
         fresh = time.monotonic() - self._horizon.last_refill < overdue
         return self._timers.running and fresh
 
-    def set_launcher(self, launcher: Launcher | LauncherRoutes) -> None:
-        """New fires use `launcher` (or the routes' launchers); launches in flight finish on
-        the one they started with."""
-        self._launches.launchers = _routes(launcher)
+    def set_launcher(
+        self, launcher: Launcher | LauncherRoutes, follow: FollowPlan | None = None
+    ) -> None:
+        """New fires use `launcher` (or the routes' launchers, and follow their sessions as
+        their plans say); launches and follows in flight finish on the ones they started with."""
+        self._launches.launchers = _routes(launcher, follow)
 
     def set_org_limits(self, limits: Mapping[str, OrgLimits]) -> None:
         """Org limits applied from the next fire on; the counts so far are kept."""
         self._usage.set_limits(limits)
 
     async def _restore_usage(self, now: datetime) -> None:
-        """Count what an earlier process left: runs sent and still in flight, and the
-        launches of the last hour (the runs not sent yet are admitted when released)."""
-        stuck = [run for run in await self.store.launching_runs() if run.dispatched_at]
+        """Count what an earlier process left: runs sent and still in flight (their sessions
+        followed or not), and the launches of the last hour (the runs not sent yet are
+        admitted when released)."""
+        unfinished = await self.store.unfinished_runs()
+        stuck = [run for run in unfinished if run.dispatched_at or run.status == RunStatus.RUNNING]
         launches = await self.store.launches_since(now - timedelta(hours=1))
         schedules = await self.store.get_schedules({run.schedule_id for run in stuck})
         in_flight = [
@@ -264,6 +286,8 @@ class Engine:
         previous, self.settings = self.settings, settings
         if settings.max_concurrent_launches != previous.max_concurrent_launches:
             self._slots.resize(settings.max_concurrent_launches)
+        if settings.max_concurrent_follows != previous.max_concurrent_follows:
+            self._follower.resize(settings.max_concurrent_follows)
         if settings.horizon != previous.horizon and self._phase == _Phase.RUNNING:
             self._spawn(self._on_refill(), "refill")  # the loop takes the new interval next
 
@@ -599,6 +623,11 @@ class Engine:
         self._usage.record(launch.schedule.org_id, launch.run.id, self.clock.now())
         work = self._launches.run(launch)
         self._slots.start(launch.schedule.id, launch.run.id, work, self._fire_buffered)
+
+    def _start_follow(self, item: Followed) -> None:
+        """A run left `running`: in progress (for overlap) until its session ends."""
+        work = self._launches.resume(item)
+        self._slots.start(item.run.schedule_id, item.run.id, work, self._fire_buffered)
 
     def _fire_buffered(self, fire: Fire) -> None:
         """Overlap: a buffered fire starts once its schedule has nothing in progress."""

@@ -243,7 +243,7 @@ def overlap_action(schedule: Schedule, *, in_flight: int, buffered: bool) -> Ove
 
 
 class Recovery(StrEnum):
-    """What start-up does with a run an earlier process left `launching`."""
+    """What start-up does with a run an earlier process left `launching` or `running`."""
 
     RELAUNCH = "relaunch"
     """The request was never sent: launch it again, with the same run id."""
@@ -251,6 +251,10 @@ class Recovery(StrEnum):
     """It may have been sent, and the launcher is idempotent: send it again, same key."""
     INTERRUPT = "interrupt"
     """It may have been sent (or is too old to launch now): mark it `interrupted`."""
+    FOLLOW = "follow"
+    """Its session was launched and is followed: follow it again (never interrupted)."""
+    ABANDON = "abandon"
+    """Its session was followed, but its schedule is gone: mark it `failed`, unfollowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +278,13 @@ def plan_recovery(
     default_window: float,
     idempotent: bool,
 ) -> RecoveryPlan:
-    """Relaunch a run whose request never left, re-send one an idempotent service may have
-    seen, interrupt the rest: nothing that may have started a session starts a second."""
+    """Follow a `running` run's session again; relaunch a run whose request never left,
+    re-send one an idempotent service may have seen, interrupt the rest: nothing that may
+    have started a session starts a second."""
+    if run.status == RunStatus.RUNNING:
+        if schedule is None or run.session_id is None:
+            return RecoveryPlan(Recovery.ABANDON, "no longer followed: its schedule was deleted")
+        return RecoveryPlan(Recovery.FOLLOW, "followed again after a restart")
     if run.dispatched_at is not None:
         if idempotent:
             note = "re-sent after a restart with the same Idempotency-Key"

@@ -10,13 +10,14 @@ run, so a reload that changes the defaults applies from the next fire on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import aiohttp
 
 from daemon.config import DEFAULT_LAUNCHER, Config, LauncherConfig
+from daemon.following import FollowPlan, follow_plan
 from daemon.launcher_agentscope import AgentScopeLauncher
 from daemon.launcher_devin import DevinLauncher
 from daemon.launchers import Launcher, build_launcher
@@ -33,11 +34,14 @@ class LauncherRoutes:
     launchers: Mapping[str, Launcher]
     default: str = DEFAULT_LAUNCHER
     agentscope: str | None = None
+    follows: Mapping[str, FollowPlan] = field(default_factory=dict)
+    """How each launcher that reads session status has its sessions followed."""
 
     @classmethod
-    def single(cls, launcher: Launcher) -> LauncherRoutes:
-        """Every schedule on `launcher` (named `default`)."""
-        return cls({DEFAULT_LAUNCHER: launcher})
+    def single(cls, launcher: Launcher, follow: FollowPlan | None = None) -> LauncherRoutes:
+        """Every schedule on `launcher` (named `default`), followed as `follow` says."""
+        follows = {} if follow is None else {DEFAULT_LAUNCHER: follow}
+        return cls({DEFAULT_LAUNCHER: launcher}, follows=follows)
 
     def name_for(self, schedule: Schedule) -> str:
         if schedule.launcher is not None:
@@ -51,6 +55,10 @@ class LauncherRoutes:
         reload removed it while a run was on its way: the run fails, saying so)."""
         name = self.name_for(schedule)
         return name, self.launchers.get(name)
+
+    def follow_plan(self, schedule: Schedule) -> FollowPlan | None:
+        """How the sessions of the schedule's launcher are followed; None: they are not."""
+        return self.follows.get(self.name_for(schedule))
 
     def idempotent(self, schedule: Schedule) -> bool:
         """Whether the schedule's launcher may be sent a request again after a crash."""
@@ -73,8 +81,14 @@ def build_routes(config: Config, *, http: aiohttp.ClientSession) -> LauncherRout
         name: build_one(section, http=http, workdir=config.base_dir)
         for name, section in config.named_launchers.items()
     }
+    follows = {
+        name: plan
+        for name, section in config.named_launchers.items()
+        if (plan := follow_plan(section, http=http, name=name)) is not None
+    }
     return LauncherRoutes(
         launchers,
         default=config.scheduler.default_launcher,
         agentscope=config.agentscope.launcher,
+        follows=follows,
     )

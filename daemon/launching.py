@@ -3,7 +3,9 @@
 A run's request leaves only once the run is durably marked as dispatched: after a crash, a
 run still `launching` without the mark never reached the session service and may be
 launched again (see `daemon.firing.plan_recovery`). Every outcome, whatever happened, goes
-to the finisher, so no launch leaves its run `launching` while the process lives.
+to the finisher, so no launch leaves its run `launching` while the process lives. A
+launcher whose sessions are followed leaves its run `running`, and the same task follows
+the session to its end (`daemon.following`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import structlog
 from daemon import metrics
 from daemon.finisher import Finisher
 from daemon.firing import FireIdentity
+from daemon.following import Followed, Follower, FollowPlan
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher, LaunchRequest, LaunchResult
 from daemon.slots import LaunchSlots
@@ -56,18 +59,43 @@ class LaunchRunner:
         slots: LaunchSlots[Any],
         finisher: Finisher,
         launchers: LauncherRoutes,
+        follower: Follower,
     ) -> None:
         self.store = store
         self.clock = clock
         self.slots = slots
         self.finisher = finisher
         self.launchers = launchers
+        self.follower = follower
 
     async def run(self, launch: Launch) -> None:
-        """Launch, then finish the run with the outcome (returns once it is committed)."""
-        await self.finisher.finish(await self._outcome_of(launch))
+        """Launch, then finish the run with the outcome (returns once it is committed); a
+        followed session is then followed to its end."""
+        routes = self.launchers  # a reload may swap them: this run stays on these
+        plan = routes.follow_plan(launch.schedule)
+        launched_at = self.clock.now()
+        outcome = await self._outcome_of(launch, routes, plan)
+        await self.finisher.finish(outcome)
+        if outcome.status == RunStatus.RUNNING and outcome.session_id is not None:
+            run = dataclasses.replace(
+                launch.run,
+                status=RunStatus.RUNNING,
+                started_at=launched_at,
+                attempts=outcome.attempts,
+                identity=outcome.identity,
+                session_id=outcome.session_id,
+                error=outcome.error,
+            )
+            followed = Followed(run, outcome.session_id, launch.schedule)
+            await self.follower.follow(followed, plan)
 
-    async def _outcome_of(self, launch: Launch) -> RunOutcome:
+    async def resume(self, item: Followed) -> None:
+        """Follow a run left `running` by an earlier process to its end."""
+        await self.follower.follow(item, self.launchers.follow_plan(item.schedule))
+
+    async def _outcome_of(
+        self, launch: Launch, routes: LauncherRoutes, plan: FollowPlan | None
+    ) -> RunOutcome:
         if launch.identity.refusal is not None:
             result = LaunchResult(attempts=0, error=launch.identity.refusal)
             return self._outcome(launch, result)
@@ -83,8 +111,7 @@ class LaunchRunner:
         request = LaunchRequest(
             launch.run.id, schedule, identity.user_id, identity.as_user, session_id
         )
-        # A reload may swap the launchers: this launch stays on the one chosen now.
-        name, launcher = self.launchers.route(schedule)
+        name, launcher = routes.route(schedule)
         if launcher is None:
             result = LaunchResult(attempts=0, error=f"launcher '{name}' is not configured")
             metrics.LAUNCHES.labels(name, "failed").inc()
@@ -99,7 +126,8 @@ class LaunchRunner:
             finally:
                 metrics.LAUNCH_DURATION.observe(time.monotonic() - started)
         metrics.LAUNCHES.labels(name, "succeeded" if result.ok else "failed").inc()
-        return self._outcome(launch, result)
+        followed = plan is not None and plan.launches and result.session_id is not None
+        return self._outcome(launch, result, followed=followed)
 
     async def _with_prompt(self, launch: Launch) -> Schedule:
         """The schedule with the prompt this run sends (a template rendered for its instant)."""
@@ -127,13 +155,18 @@ class LaunchRunner:
                 return LaunchResult(attempts=0, error=f"not launched: {exc}")
         return await launcher.launch(request)
 
-    def _outcome(self, launch: Launch, result: LaunchResult) -> RunOutcome:
+    def _outcome(
+        self, launch: Launch, result: LaunchResult, *, followed: bool = False
+    ) -> RunOutcome:
         error = result.error
         if launch.note is not None:
             error = launch.note if error is None else f"{launch.note}; {error}"
+        status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
+        if result.ok and followed:
+            status = RunStatus.RUNNING
         return RunOutcome(
             run_id=launch.run.id,
-            status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
+            status=status,
             finished_at=self.clock.now(),
             attempts=result.attempts,
             identity=launch.identity.user_id,

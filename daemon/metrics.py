@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RUNS = Counter(
     "agentcron_runs_total",
-    "Runs recorded, by final status (succeeded, failed, skipped, missed, interrupted).",
+    "Runs recorded, by final status (succeeded, failed, skipped, missed, interrupted);"
+    " `running`: followed sessions launched.",
     ["status"],
 )
 RUNS_SKIPPED = Counter(
@@ -41,4 +42,19 @@ CATCHUP_RUNS = Counter(
 )
 MISSED_RUNS = Counter(
     "agentcron_missed_runs_total", "Missed runs recorded (each may stand for many instants)."
+)
+SESSIONS_RUNNING = Gauge(
+    "agentcron_sessions_running",
+    "Launched sessions being followed to their end, by launcher.",
+    ["launcher"],
+)
+FOLLOW_SECONDS = Histogram(
+    "agentcron_follow_seconds",
+    "From a followed session's launch to the end agentcron saw (or its follow timeout).",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 21600, 43200, 86400),
+)
+SESSION_POLLS = Counter(
+    "agentcron_session_polls_total",
+    "Reads of a followed session's status, by outcome (running, ended, transient_error, refused).",
+    ["outcome"],
 )

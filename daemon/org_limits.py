@@ -27,7 +27,7 @@ from storage.store import OrgLaunch
 HOUR: Final = timedelta(seconds=3600)
 """The rolling window of `max_sessions_per_hour`."""
 
-IN_FLIGHT: Final = frozenset({RunStatus.LAUNCHING})
+IN_FLIGHT: Final = frozenset({RunStatus.LAUNCHING, RunStatus.RUNNING})
 """Run statuses that hold one of the org's concurrent sessions."""
 
 

@@ -40,7 +40,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
 
 
@@ -61,10 +61,15 @@ def _add_schedule_prompt_format(conn: Connection) -> None:
     )
 
 
+def _add_run_session_status(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN session_status VARCHAR")
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_dispatched_at,
     2: _add_schedule_launcher,
     3: _add_schedule_prompt_format,
+    4: _add_run_session_status,
 }
 
 MAX_BATCH = 256

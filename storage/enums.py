@@ -56,6 +56,8 @@ class RunTrigger(StrEnum):
 
 class RunStatus(StrEnum):
     LAUNCHING = "launching"
+    RUNNING = "running"
+    """Launched, and its session is followed until it ends (neither final nor a failure)."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -66,6 +68,11 @@ class RunStatus(StrEnum):
     def is_failure(self) -> bool:
         """Outcomes that count against `consecutive_failures`."""
         return self in (RunStatus.FAILED, RunStatus.INTERRUPTED)
+
+    @property
+    def is_final(self) -> bool:
+        """The run has ended: nothing will change its status again."""
+        return self not in (RunStatus.LAUNCHING, RunStatus.RUNNING)
 
 
 class Permission(StrEnum):

@@ -35,6 +35,7 @@ _KEEP_BOOKS = (
 )
 
 _LAUNCHING = select(RUNS).where(RUNS.c.status == RunStatus.LAUNCHING)
+_UNFINISHED = select(RUNS).where(RUNS.c.status.in_([RunStatus.LAUNCHING, RunStatus.RUNNING]))
 _NEWEST_FIRST = (RUNS.c.scheduled_for.desc(), RUNS.c.started_at.desc())
 
 
@@ -65,6 +66,10 @@ def finish(
 
 def launching(conn: Connection) -> list[Run]:
     return [run(row) for row in conn.execute(_LAUNCHING)]
+
+
+def unfinished(conn: Connection) -> list[Run]:
+    return [run(row) for row in conn.execute(_UNFINISHED)]
 
 
 def mark_dispatched(conn: Connection, run_id: str, at: datetime) -> int:

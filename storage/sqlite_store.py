@@ -170,6 +170,9 @@ class SqliteStore:
     async def launching_runs(self) -> list[Run]:
         return await self.db.read(sqlite_runs.launching)
 
+    async def unfinished_runs(self) -> list[Run]:
+        return await self.db.read(sqlite_runs.unfinished)
+
     async def get_run(self, run_id: str) -> Run:
         return await self.db.read(lambda conn: sqlite_runs.get(conn, run_id))
 

@@ -314,8 +314,10 @@ class Store(Protocol):
         One atomic write, durable on return. The rules are `storage.rules.fold_outcomes`:
         success resets `consecutive_failures`, failure counts up and records the error, a
         one_time schedule is disabled after its fire, reaching `max_consecutive_failures`
-        (when > 0) auto-pauses, a stateful schedule remembers its first session. Runs
-        unknown or no longer `launching` (also earlier in `outcomes`) are ignored.
+        (when > 0) auto-pauses, a stateful schedule remembers its first session. A `running`
+        outcome records a followed session and counts nothing; the run's later outcome ends
+        it and does the counting. Runs unknown or already final (also earlier in
+        `outcomes`) are ignored.
         Raises StoreUnavailable.
         """
         ...
@@ -323,6 +325,11 @@ class Store(Protocol):
     async def launching_runs(self) -> list[Run]:
         """Every run still `launching`, in no particular order: at start-up, the runs an
         earlier process left behind. Raises StoreUnavailable."""
+        ...
+
+    async def unfinished_runs(self) -> list[Run]:
+        """Every run still `launching` or `running`, in no particular order: at start-up,
+        the runs an earlier process left to launch or to follow. Raises StoreUnavailable."""
         ...
 
     async def get_run(self, run_id: str) -> Run:

@@ -44,9 +44,10 @@ RUN_KEYS = frozenset(
         "session_url",
         "attempts",
         "error",
+        "session_status",
     }
 )
-"""The keys of a run's JSON (DESIGN section 5), in every answer and notification."""
+"""The keys of a run's JSON (DESIGN sections 5 and 9), in every answer and notification."""
 
 ALL = frozenset({"ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"})
 

@@ -100,6 +100,8 @@ async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_pat
     try:
         (run,) = await store.launching_runs()
         assert run.dispatched_at == run.started_at  # it may have been sent: never relaunched
+        assert run.session_status is None  # not followed: no status was ever read
+        assert await store.unfinished_runs() == [run]
         schedule = await store.get_schedule(run.schedule_id)
         assert (schedule.name, schedule.tags) == ("made by 0.1.0", ["triage"])
         assert schedule.prompt_format == PromptFormat.TEXT  # its prompt is sent as written

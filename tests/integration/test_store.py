@@ -228,6 +228,37 @@ async def test_launching_runs_say_whether_their_request_was_dispatched(store: St
     assert [run.id for run in await store.launching_runs()] == [unsent.id]
 
 
+async def test_a_followed_run_is_unfinished_until_its_session_s_end(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    (run,) = await store.claim_runs([launching(schedule)])
+    launched = RunOutcome(run.id, RunStatus.RUNNING, NOW, attempts=1, session_id="devin-1")
+    (item,) = await store.finish_runs([launched], max_consecutive_failures=1)
+    assert (item.run.status, item.run.finished_at, item.schedule.consecutive_failures) == (
+        RunStatus.RUNNING,
+        None,
+        0,
+    )
+    assert [r.id for r in await store.unfinished_runs()] == [run.id]
+    assert await store.launching_runs() == []
+    later = NOW + timedelta(minutes=5)
+    end = RunOutcome(
+        run.id, RunStatus.FAILED, later, 1, error="session ended error", session_status="error"
+    )
+    (ended,) = await store.finish_runs([end], max_consecutive_failures=1)
+    stored = await store.get_run(run.id)
+    assert stored == ended.run and (stored.session_id, stored.session_status) == (
+        "devin-1",
+        "error",
+    )
+    assert (ended.schedule.consecutive_failures, ended.schedule.enabled, ended.auto_paused) == (
+        1,
+        False,
+        True,
+    )
+    assert await store.unfinished_runs() == []
+    assert await store.finish_runs([end], max_consecutive_failures=1) == []  # final: ignored
+
+
 async def test_settling_a_catchup_claims_only_what_moved(store: Store) -> None:
     schedule = await store.create_schedule(recurring(), now=NOW)
     due, later = schedule.next_run_at, datetime(2026, 11, 25, 9, tzinfo=UTC)

@@ -196,11 +196,41 @@ def test_durations_in_the_file_become_seconds(tmp_path: Path) -> None:
         ("server", "request_timeout", "0"),
         ("scheduler", "catchup_window", '"1w"'),
         ("scheduler", "shutdown_grace", "-5"),
+        ("launcher", "follow_interval", '"500ms"'),
+        ("launcher", "follow_interval", "0"),
+        ("launcher", "follow_timeout", '"0s"'),
     ],
 )
 def test_bad_durations_are_refused(tmp_path: Path, section: str, key: str, literal: str) -> None:
     error = load_error(tmp_path, f"[{section}]\n{key} = {literal}\n")
     assert f":2: {section}.{key}: " in str(error)
+
+
+def test_following_keys_and_their_defaults(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "[launcher]\nfollow = true\n"))
+    launcher = config.launcher
+    assert (launcher.follow, launcher.follow_interval, launcher.follow_timeout) == (
+        True,
+        30.0,
+        6 * 3600.0,
+    )
+    assert launcher.session_status_url == launcher.url + "/{session_id}"
+    assert config.scheduler.max_concurrent_follows == 100
+
+
+def test_a_follow_interval_under_a_second_names_the_key(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[launcher]\nfollow = true\nfollow_interval = 0\n")
+    assert ":3: launcher.follow_interval: must be at least 1s" in str(error)
+
+
+def test_a_command_launcher_cannot_be_told_to_follow(tmp_path: Path) -> None:
+    text = '[launcher]\ntype = "command"\ncommand = ["true"]\nfollow = true\n'
+    assert "launcher.follow" in str(load_error(tmp_path, text))
+
+
+def test_a_status_url_takes_only_its_placeholders(tmp_path: Path) -> None:
+    text = '[launcher]\nstatus_url = "http://h/{session}"\n'
+    assert "launcher.status_url" in str(load_error(tmp_path, text))
 
 
 # --------------------------------------------------------------------------- located errors

@@ -461,3 +461,30 @@ def test_a_paced_backfill_launches_unless_its_schedule_was_deleted(
 ) -> None:
     dropped = backfill_release(schedule)
     assert (dropped.status if dropped else None) == expected
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+@pytest.mark.parametrize("age_s", [40, 7 * 86400])
+@pytest.mark.parametrize(
+    "schedule", [recurring("0 * * * *", id="sched-1"), recurring(enabled=False)]
+)
+def test_a_running_run_is_followed_again_never_interrupted(
+    idempotent: bool, age_s: float, schedule: Schedule
+) -> None:
+    run = dataclasses.replace(
+        left_launching(T0, dispatched=True), status=RunStatus.RUNNING, session_id="devin-1"
+    )
+    now = T0 + timedelta(seconds=age_s)
+    plan = plan_recovery(run, schedule, now, default_window=3600, idempotent=idempotent)
+    assert (plan.action, plan.deadline) == (Recovery.FOLLOW, None)
+
+
+def test_a_running_run_whose_schedule_is_gone_is_abandoned_not_interrupted() -> None:
+    run = dataclasses.replace(
+        left_launching(T0, dispatched=True), status=RunStatus.RUNNING, session_id="devin-1"
+    )
+    plan = plan_recovery(run, None, T0, default_window=3600, idempotent=True)
+    assert (plan.action, plan.note) == (
+        Recovery.ABANDON,
+        "no longer followed: its schedule was deleted",
+    )
