@@ -30,6 +30,8 @@ BOOKKEEPING = (
     "next_run_at",
     "paused_reason",
     "stateful_session_id",
+    "updated_at",
+    "version",
 )
 """Every schedule field `schedule_after_run` may change."""
 
@@ -60,6 +62,19 @@ def deletion(now: datetime, by: str | None) -> dict[str, Any]:
     return {"deleted_at": now, "next_run_at": None, "last_edited_by": by}
 
 
+def disabled_when_missed(schedule: Schedule, now: datetime) -> Schedule:
+    """A one_time schedule whose instant was missed beyond its catch-up window: done."""
+    return _disabled(dataclasses.replace(schedule, next_run_at=None), now)
+
+
+def _disabled(schedule: Schedule, now: datetime) -> Schedule:
+    """`schedule` disabled by the engine at `now`: a change a client sees, so `version` and
+    `updated_at` move, as an edit moves them (bookkeeping alone moves neither)."""
+    return dataclasses.replace(
+        schedule, enabled=False, updated_at=now, version=schedule.version + 1
+    )
+
+
 def finished_run(run: Run, outcome: RunOutcome) -> Run:
     """`run` ended as `outcome` says; an outcome without an identity keeps the run's."""
     return dataclasses.replace(
@@ -81,7 +96,8 @@ def schedule_after_run(schedule: Schedule, run: Run, max_failures: int) -> Sched
     changes nothing: it neither ran nor failed. Otherwise the launch is recorded; success
     resets the failure count, failure counts up and records the error, and reaching
     `max_failures` (when > 0) pauses an enabled schedule. A one_time schedule is done after
-    its fire, scheduled or caught up. A stateful schedule keeps its first session.
+    its fire, scheduled or caught up. A stateful schedule keeps its first session. Disabling
+    moves `version` and `updated_at` (see `_disabled`); the bookkeeping alone does not.
     """
     if run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
         return schedule
@@ -95,7 +111,10 @@ def schedule_after_run(schedule: Schedule, run: Run, max_failures: int) -> Sched
         changes |= {"enabled": False, "next_run_at": None}
     if schedule.is_stateful and run.session_id and schedule.stateful_session_id is None:
         changes["stateful_session_id"] = run.session_id
-    return dataclasses.replace(schedule, **changes)
+    after = dataclasses.replace(schedule, **changes)
+    if schedule.enabled and not after.enabled:
+        return _disabled(after, run.finished_at or run.started_at)
+    return after
 
 
 def _failure(schedule: Schedule, run: Run, max_failures: int) -> dict[str, Any]:
