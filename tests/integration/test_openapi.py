@@ -335,6 +335,7 @@ async def test_the_agents_parameter_is_documented_on_every_schedule_route(
         (item, "delete"),
         (f"{item}/trigger", "post"),
         (f"{item}/runs", "get"),
+        (f"{item}/history", "get"),
     ]
     for path, method in routes:
         parameters = doc["paths"][path][method]["parameters"]
@@ -357,3 +358,30 @@ def test_edits_and_deletes_document_the_warning_header(doc: dict[str, Any]) -> N
         assert "configuration file" in headers["Warning"]["description"], (path, method)
     schema = doc["components"]["schemas"]["DevinSchedule"]
     assert "managed_by" in schema["required"]
+
+
+def test_schedule_answers_document_the_etag_and_edits_the_if_match(doc: dict[str, Any]) -> None:
+    item = "/v3/organizations/{org_id}/schedules/{schedule_id}"
+    answers = [
+        ("/v3/organizations/{org_id}/schedules", "post", "200"),
+        (item, "get", "200"),
+        (item, "patch", "200"),
+        ("/schedule/{schedule_id}", "get", "200"),
+        ("/schedule/{schedule_id}", "patch", "200"),
+    ]
+    for path, method, status in answers:
+        headers = doc["paths"][path][method]["responses"][status]["headers"]
+        assert "If-Match" in headers["ETag"]["description"], (path, method)
+    for path, method in [(item, "patch"), (item, "delete"), ("/schedule/{schedule_id}", "delete")]:
+        operation = doc["paths"][path][method]
+        (header,) = [p for p in operation["parameters"] if p["name"] == "If-Match"]
+        assert (header["in"], header["required"]) == ("header", False), (path, method)
+        assert "412" in operation["responses"], (path, method)
+
+
+def test_the_history_is_documented(doc: dict[str, Any]) -> None:
+    operation = doc["paths"]["/v3/organizations/{org_id}/schedules/{schedule_id}/history"]["get"]
+    assert {"200", "401", "403", "404", "422"} <= set(operation["responses"])
+    schema = doc["components"]["schemas"]["HistoryEntryJson"]
+    assert set(schema["required"]) == {"at", "by", "action", "changes"}
+    assert schema["properties"]["action"]["$ref"].endswith("/HistoryAction")
