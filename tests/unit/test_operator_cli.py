@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.cli import build_parser
-from daemon.operator_cli import render_fields, separate_json_body
+from daemon.operator_cli import history_row, render_fields, separate_json_body
 
 SCHED = "sched-0123456789abcdef"
 
@@ -74,4 +74,19 @@ def test_get_prints_key_colon_value_lines_with_values_aligned() -> None:
         'tags:                 ["a", "b"]',
         "playbook:             -",
         "enabled:              true",
+    ]
+
+
+def test_a_history_line_shows_each_change_as_before_and_after() -> None:
+    entry = {
+        "at": "2026-11-23T12:00:00+00:00",
+        "by": None,
+        "action": "updated",
+        "changes": {"tags": [None, ["a", "b"]], "prompt": ["two\nlines", "one"]},
+    }
+    assert history_row(entry) == [
+        "2026-11-23T12:00:00Z",
+        "-",
+        "updated",
+        'tags: - -> ["a", "b"]; prompt: two lines -> one',
     ]
