@@ -245,7 +245,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     request_headers=IF_MATCH_HEADER,
     auth="x-user-id",
     tags=_TAGS,
-    errors=(401, 403, 404, 412),
+    errors=(400, 401, 403, 404, 412),
 )
 async def update_schedule(request: web.Request) -> web.Response:
     caller = caller_of(request)
@@ -298,7 +298,7 @@ def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], Non
     request_headers=IF_MATCH_HEADER,
     auth="x-user-id",
     tags=_TAGS,
-    errors=(401, 403, 404, 412, 422),
+    errors=(400, 401, 403, 404, 412, 422),
 )
 async def delete_schedule(request: web.Request) -> web.Response:
     caller = caller_of(request)

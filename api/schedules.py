@@ -116,7 +116,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     response=DevinSchedule,
     headers=ETAG_HEADER | EDIT_HEADERS,
     request_headers=IF_MATCH_HEADER,
-    errors=(404, 412),
+    errors=(400, 404, 412),
     tags=TAGS,
 )
 async def update_schedule(request: web.Request) -> web.Response:
@@ -151,7 +151,7 @@ async def update_schedule(request: web.Request) -> web.Response:
     response=DevinSchedule,
     headers=ETAG_HEADER | EDIT_HEADERS,
     request_headers=IF_MATCH_HEADER,
-    errors=(404, 412),
+    errors=(400, 404, 412),
     tags=TAGS,
 )
 async def delete_schedule(request: web.Request) -> web.Response:
