@@ -81,10 +81,12 @@ def field_changes(before: Schedule | None, after: Schedule | None) -> dict[str, 
     """
     changes: dict[str, list[Any]] = {}
     for name, wire in RECORDED.items():
-        old = None if before is None else wire_value(name, getattr(before, name))
-        new = None if after is None else wire_value(name, getattr(after, name))
-        if old != new:
-            changes[wire] = [old, new]
+        old = None if before is None else getattr(before, name)
+        new = None if after is None else getattr(after, name)
+        if old != new:  # compared as stored; only a change is converted (this runs per edit)
+            pair = [wire_value(name, old), wire_value(name, new)]
+            if pair[0] != pair[1]:
+                changes[wire] = pair
     return changes
 
 
