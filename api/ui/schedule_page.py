@@ -58,7 +58,8 @@ async def edit_schedule(request: web.Request) -> web.Response:
         return await _render(request, schedule, with_errors(body, refusal), status=422)
     except VersionMismatch:
         current = await _schedule(request)  # shown above the form, whose input is kept
-        return await _render(request, current, _changed_meanwhile(body, current), status=412)
+        form_kept = await _changed_meanwhile(request, body, current)
+        return await _render(request, current, form_kept, status=412)
     request[SESSION].flash = "Changes saved."
     raise web.HTTPSeeOther(request.path)
 
@@ -73,11 +74,16 @@ def _form_version(form: Form) -> int | None:
     return int(version)
 
 
-def _changed_meanwhile(body: dict[str, Any], current: Schedule) -> ScheduleForm:
+async def _changed_meanwhile(
+    request: web.Request, body: dict[str, Any], current: Schedule
+) -> ScheduleForm:
+    """The posted form, kept, with a message naming who changed the schedule last."""
+    latest = await dashboard(request).store.schedule_history(current.id, limit=1, offset=0)
+    by = next((entry.by for entry in latest.items if entry.by), "someone")
     message = (
-        "Not saved: this schedule was changed since you opened the form (by "
-        f"{current.last_edited_by or 'someone'}; see its edit history). Your changes are "
-        "kept below; check the schedule as it is now, then save again to apply them."
+        f"Not saved: this schedule was changed since you opened the form (by {by}; see its "
+        "edit history). Your changes are kept below; check the schedule as it is now, then "
+        "save again to apply them."
     )
     return ScheduleForm(body, problems=[message])
 

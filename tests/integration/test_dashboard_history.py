@@ -6,6 +6,8 @@ its edit history."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Any
 
 from tests.conftest import ApiHarness
 from tests.integration.test_dashboard import (
@@ -88,3 +90,18 @@ async def test_the_schedule_page_lists_its_edit_history(ui: ApiHarness, signed_i
     oldest = " ".join(re.sub(r"<[^>]+>", " ", rows[1]).split())
     assert "created" in oldest and "slack_channel_id" not in oldest
     assert "enabled : — → true" in oldest
+
+
+async def test_the_message_names_the_engine_when_it_changed_the_schedule(
+    ui: ApiHarness, signed_in: Visitor, clock: Any
+) -> None:
+    at = (clock.now() + timedelta(hours=1)).isoformat()
+    created = await create(ui, schedule_type="one_time", scheduled_at=at, frequency=None)
+    page = f"{UI}/schedules/{created['scheduled_session_id']}"
+    await signed_in.get(page)
+    stored = await ui.store.get_schedule(created["scheduled_session_id"])
+    assert stored.next_run_at is not None
+    assert await ui.store.disable_if_due(stored.id, stored.next_run_at, now=clock.now())
+    edit = FORM | {"frequency": "", "version": shown_version(signed_in)}
+    assert await signed_in.post(page, edit) == 412
+    assert "changed since you opened the form (by engine;" in signed_in.text()
