@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from storage import (
     rules,
     sqlite_identities,
+    sqlite_lists,
     sqlite_playbooks,
     sqlite_runs,
     sqlite_schedules,
@@ -28,7 +29,7 @@ from storage.db import Database
 from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
 from storage.enums import ScheduleState
 from storage.identities import Directory
-from storage.store import FireState, Move, NamedRun, Page
+from storage.store import FireState, Move, NamedRun, Page, RowsEncoder, T
 
 
 class SqliteStore:
@@ -75,6 +76,25 @@ class SqliteStore:
     ) -> Page[Schedule]:
         def op(conn: Connection) -> Page[Schedule]:
             return sqlite_schedules.page_of(conn, org_id, limit, offset, owner_user_id, agents)
+
+        return await self.db.read(op)
+
+    async def encode_schedules(
+        self,
+        org_id: str,
+        fields: Sequence[str],
+        encode: RowsEncoder[T],
+        *,
+        limit: int | None,
+        offset: int = 0,
+        owner_user_id: str | None = None,
+        agents: Collection[str] | None = None,
+    ) -> T:
+        def op(conn: Connection) -> T:
+            window = (limit, offset)
+            return sqlite_lists.schedules(
+                conn, org_id, fields, encode, window, owner_user_id, agents
+            )
 
         return await self.db.read(op)
 
@@ -172,6 +192,19 @@ class SqliteStore:
     async def list_runs(self, schedule_id: str, *, limit: int, offset: int) -> Page[Run]:
         return await self.db.read(
             lambda conn: sqlite_runs.page_of(conn, schedule_id, limit, offset)
+        )
+
+    async def encode_runs(
+        self,
+        schedule_id: str,
+        fields: Sequence[str],
+        encode: RowsEncoder[T],
+        *,
+        limit: int,
+        offset: int,
+    ) -> T:
+        return await self.db.read(
+            lambda conn: sqlite_lists.runs(conn, schedule_id, fields, encode, (limit, offset))
         )
 
     # -- the dashboard's views -------------------------------------------------------------
