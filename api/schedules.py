@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api import json_rows
 from api.auth import authorize
 from api.body import parse_body, parse_query
 from api.devin_models import (
@@ -26,7 +27,13 @@ from api.devin_models import (
 from api.errors import ApiError, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, STORE
 from api.openapi import operation
-from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
+from api.views import (
+    EDIT_HEADERS,
+    edit_headers,
+    one_schedule_json,
+    respond,
+    respond_encoded,
+)
 from storage import catalogue
 from storage.domain import Schedule
 from storage.enums import DevinAgent, Permission, ScheduleType
@@ -77,12 +84,15 @@ async def list_schedules(request: web.Request) -> web.Response:
     org_id = request.match_info["org_id"]
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, ScheduleListQuery)
-    store = request.app[STORE]
-    page = await store.list_schedules(
-        org_id, limit=query.limit, offset=query.offset, agents=query.visible
+    body = await request.app[STORE].encode_schedules(
+        org_id,
+        json_rows.DEVIN_SCHEDULE_FIELDS,
+        json_rows.devin_schedule_page(query.offset),
+        limit=query.limit,
+        offset=query.offset,
+        agents=query.visible,
     )
-    items = await schedules_json(store, page.items)
-    return respond(DevinScheduleList.of(items, offset=query.offset, total=page.total))
+    return respond_encoded(body)
 
 
 @operation("Get a schedule", query=AgentsQuery, response=DevinSchedule, errors=(404,), tags=TAGS)

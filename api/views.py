@@ -79,3 +79,8 @@ def respond(
         content_type="application/json",
         charset="utf-8",
     )
+
+
+def respond_encoded(body: bytes, status: int = 200) -> web.Response:
+    """A JSON answer already encoded (`api.json_rows`), sent as it is."""
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
