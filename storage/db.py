@@ -40,7 +40,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
 
 
@@ -50,7 +50,20 @@ def _add_run_dispatched_at(conn: Connection) -> None:
     conn.exec_driver_sql("UPDATE runs SET dispatched_at = started_at WHERE status = 'launching'")
 
 
+def _add_list_indexes(conn: Connection) -> None:
+    # As `storage.tables.LIST_INDEXES` declares them for a new database.
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_schedules_live_owner_created "
+        "ON schedules (org_id, owner_user_id, created_at) WHERE deleted_at IS NULL"
+    )
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_schedules_live_org_created "
+        "ON schedules (org_id, created_at) WHERE deleted_at IS NULL"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at}
+MIGRATIONS[2] = _add_list_indexes
 
 MAX_BATCH = 256
 READERS = 4

@@ -105,3 +105,17 @@ async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_pat
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    fresh = tmp_path / "fresh.db"
+    await (await SqliteStore.open(fresh)).close()
+    assert indexes(path) == indexes(fresh)  # the upgrade leaves the schema a new file has
+
+
+def indexes(path: Path) -> dict[str, tuple[object, ...]]:
+    """Every index of the schedules and runs tables: (unique, partial, its columns)."""
+    found: dict[str, tuple[object, ...]] = {}
+    with sqlite3.connect(path) as conn:
+        for table in ("schedules", "runs"):
+            for _, name, unique, _, partial in conn.execute(f"PRAGMA index_list({table})"):
+                columns = tuple(row[2] for row in conn.execute(f"PRAGMA index_info({name})"))
+                found[name] = (unique, partial, columns)
+    return found
