@@ -96,7 +96,8 @@ class SqliteStore:
                 conn, org_id, fields, encode, window, owner_user_id, agents
             )
 
-        return await self.db.read(op)
+        # An unpaged list may be any length: it must not hold up the engine's reads.
+        return await (self.db.read(op) if limit is not None else self.db.read_bulk(op))
 
     async def find_schedule_by_name(self, org_id: str, name: str) -> Schedule | None:
         return await self.db.read(lambda conn: sqlite_schedules.by_name(conn, org_id, name))

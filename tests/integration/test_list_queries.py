@@ -3,7 +3,10 @@ schedules, an owner's, a schedule's runs) neither scans a table nor sorts."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from api import json_rows
+from storage.db import READERS
 from storage.sqlite_store import SqliteStore
 
 ORG = "org-local"
@@ -94,3 +98,37 @@ async def test_the_lists_follow_their_indexes(db_path: Path, statements: list[An
         )
     assert "ix_schedules_live_owner_created (org_id=? AND owner_user_id=?)" in plans
     assert "ix_schedules_live_org_created (org_id=?)" in plans
+
+
+async def test_an_unpaged_list_never_holds_up_the_other_reads(db_path: Path) -> None:
+    """Unpaged lists, however many and however long, wait for each other, not the engine's
+    reads; while one is encoded the GIL changes hands every millisecond, and afterwards as
+    before."""
+    store = await SqliteStore.open(db_path)
+    started, release = threading.Event(), threading.Event()
+    intervals: list[float] = []
+
+    def slow_encoder(rows: list[tuple[Any, ...]], total: int) -> int:
+        intervals.append(sys.getswitchinterval())
+        started.set()
+        assert release.wait(timeout=10)
+        return total
+
+    before = sys.getswitchinterval()
+    try:
+        listings = [
+            asyncio.create_task(store.encode_schedules(ORG, ("id",), slow_encoder, limit=None))
+            for _ in range(READERS + 1)  # more than there are reader threads
+        ]
+        assert await asyncio.to_thread(started.wait, 10)
+        async with asyncio.timeout(5):
+            assert await store.count_active_schedules() == 0
+            assert await store.get_schedules(["sched-missing"]) == {}
+        assert len(intervals) == 1  # the others wait for the one being encoded
+        release.set()
+        assert await asyncio.gather(*listings) == [0] * len(listings)
+    finally:
+        release.set()
+        await store.close()
+    assert intervals == [min(before, 0.001)] * len(listings)
+    assert sys.getswitchinterval() == before
