@@ -126,7 +126,11 @@ async def test_the_varied_schedules_take_every_variant_of_every_field(store: Sto
     assert {schedule.next_run_at is None for schedule in made} == {True, False}
 
 
-async def test_the_agentscope_list_is_byte_for_byte_the_models_answer(store: Store) -> None:
+@pytest.mark.parametrize("per_call", [1, 3, json_rows.ITEMS_PER_CALL])
+async def test_the_agentscope_list_is_byte_for_byte_the_models_answer(
+    store: Store, monkeypatch: pytest.MonkeyPatch, per_call: int
+) -> None:
+    monkeypatch.setattr(json_rows, "ITEMS_PER_CALL", per_call)
     await seed(store)
     page = await store.list_schedules(ORG, limit=1000, offset=0, owner_user_id=OWNER)
     records = [ScheduleRecord.of(schedule) for schedule in page.items]
