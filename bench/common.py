@@ -55,6 +55,9 @@ sys.path.insert(0, str(REPO))
 ORG = "org-bench"
 TOKEN = "cog_bench_token_0123456789"
 SERVICE_USER = "service-user-bench"
+LIST_ENCODER_ENV = "BENCH_LIST_ENCODER"
+"""`models`: the probed daemon answers AgentScope's list as it did before the lists were
+encoded from rows (`legacy_lists`), the baseline of `api.py --lists`."""
 PERMISSIONS = ["ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -147,8 +150,10 @@ def write_config(
     launcher_url: str,
     scheduler: dict[str, Any] | None = None,
     level: str = "info",
+    extra: Sequence[str] = (),
 ) -> Path:
-    """A daemon configuration: one org, one service user holding TOKEN, an http launcher."""
+    """A daemon configuration: one org, one service user holding TOKEN, an http launcher;
+    `extra` lines (more sections) at the end."""
     from storage.identities import token_sha256
 
     scheduler = {"shutdown_grace": "10s", "max_concurrent_launches": 100} | (scheduler or {})
@@ -175,6 +180,7 @@ def write_config(
         f'url = "{launcher_url}"',
         'token_env = "BENCH_SESSION_TOKEN"',
         'timeout = "30s"',
+        *extra,
     ]
     path = directory / "agentcron.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -188,8 +194,8 @@ def bench_schedule(name: str, *, now: datetime, **fields: Any) -> Any:
     """A schedule of the bench org (a storage.domain.Schedule)."""
     from storage.domain import Schedule
 
-    return Schedule(org_id=ORG, name=name, prompt=f"bench {name}", created_at=now,
-                    updated_at=now, **fields)  # fmt: skip
+    fields = {"prompt": f"bench {name}"} | fields
+    return Schedule(org_id=ORG, name=name, created_at=now, updated_at=now, **fields)
 
 
 def create_database(db_path: Path) -> None:
@@ -329,7 +335,9 @@ class SessionServer(Helper):
 class Daemon:
     """The real `agentcron serve` process (optionally with the loop-lag probe)."""
 
-    def __init__(self, config: Path, *, probe: bool = True) -> None:
+    def __init__(
+        self, config: Path, *, probe: bool = True, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.workdir = config.parent
         self.probe_file = self.workdir / "probe.txt"
@@ -347,7 +355,7 @@ class Daemon:
         self.process = subprocess.Popen(
             [sys.executable, *argv],
             cwd=REPO,
-            env=environment(),
+            env=environment(env),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
@@ -563,15 +571,17 @@ def generate_load(
     body: str | None = None,
     token: str | None = None,
     use_wrk: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     """`connections` keep-alive connections sending requests for `seconds`, paths in turn.
 
     A PATCH/POST body may contain `{n}`, replaced by a request counter. Uses `wrk` when it
     is installed (it costs the machine far less CPU than a Python client), else aiohttp.
     """
+    sent = ({"Authorization": f"Bearer {token}"} if token else {}) | (headers or {})
     if use_wrk and shutil.which("wrk"):
-        return _wrk(base, method, paths, connections, seconds, body, token)
-    return asyncio.run(_python_load(base, method, paths, connections, seconds, body, token))
+        return _wrk(base, method, paths, connections, seconds, body, sent)
+    return asyncio.run(_python_load(base, method, paths, connections, seconds, body, sent))
 
 
 _WRK_SCRIPT = """
@@ -579,7 +589,7 @@ paths = {%(paths)s}
 counter = 0
 wrk.method = "%(method)s"
 wrk.headers["Content-Type"] = "application/json"
-%(auth)s
+%(headers)s
 request = function()
   counter = counter + 1
   local path = paths[(counter %% #paths) + 1]
@@ -604,7 +614,7 @@ def _wrk(
     connections: int,
     seconds: float,
     body: str | None,
-    token: str | None,
+    headers: dict[str, str],
 ) -> Load:
     body_code = ""
     if body is not None:
@@ -613,7 +623,10 @@ def _wrk(
     script = _WRK_SCRIPT % {
         "paths": ", ".join(json.dumps(p) for p in paths),
         "method": method,
-        "auth": f'wrk.headers["Authorization"] = "Bearer {token}"' if token else "",
+        "headers": "\n".join(
+            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
+            for name, value in headers.items()
+        ),
         "body": body_code,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -652,13 +665,11 @@ async def _python_load(
     connections: int,
     seconds: float,
     body: str | None,
-    token: str | None,
+    sent: dict[str, str],
 ) -> Load:
     import aiohttp
 
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    headers = {"Content-Type": "application/json"} | sent
     latencies: list[float] = []
     errors = 0
     counter = 0
@@ -880,6 +891,10 @@ def probed_serve(config: Path, probe_file: Path) -> int:
     with probe_file.open("a") as out:  # the imports are done: the rest is start-up work
         out.write(f"imported {time.time():.6f} 0\n")
 
+    if os.environ.get(LIST_ENCODER_ENV) == "models":
+        import legacy_lists
+
+        legacy_lists.install()
     run = service.Daemon.run
 
     async def run_with_probe(self: service.Daemon) -> int:
