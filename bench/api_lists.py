@@ -53,6 +53,8 @@ class ListLoad:
     callback: float
     lag: float
     lateness: list[float]
+    gc: float
+    slow: list[str]  # what the callbacks over CALLBACK were
 
 
 def seed_lists(path: Path, now: datetime) -> None:
@@ -105,6 +107,16 @@ def tick_lateness(db_path: Path, since: float, until: float) -> list[float]:
                 (datetime.fromisoformat(started).replace(tzinfo=UTC) - instant).total_seconds()
             )
     return late
+
+
+def slow_callbacks(probe_file: Path, since: float, until: float) -> list[str]:
+    """`what` of each callback over CALLBACK the probe saw in the window, longest first."""
+    found = []
+    for line in probe_file.read_text().splitlines():
+        kind, at, seconds, *what = line.split()
+        if kind == "callback" and since <= float(at) <= until and float(seconds) > CALLBACK:
+            found.append((float(seconds), " ".join(what)))
+    return [f"{common.ms(seconds)} {what}" for seconds, what in sorted(found, reverse=True)]
 
 
 def drop_list_indexes(db_path: Path) -> None:
@@ -168,6 +180,8 @@ def measure(
             common.worst_lag(probe, began, ended, "callback")[0],
             common.worst_lag(probe, began, ended)[0],
             tick_lateness(db_path, began, ended),
+            common.worst_lag(probe, began, ended, "gc")[0],
+            slow_callbacks(daemon.probe_file, began, ended),
         )
         for size, single, size_bytes, load, began, ended in windows
     ]
@@ -181,7 +195,9 @@ def line(label: str, found: ListLoad) -> str:
         f"({found.body_bytes / 1e6:.2f} MB); longest callback "
         f"{common.callback_ms(found.callback)}, loop lag {common.ms(found.lag)}; "
         f"every-second fires {len(late)}: lateness p50 {common.ms(common.percentile(late, 0.5))} "
-        f"p99 {common.ms(common.percentile(late, 0.99))} max {common.ms(max(late, default=0.0))}"
+        f"p99 {common.ms(common.percentile(late, 0.99))} max {common.ms(max(late, default=0.0))}; "
+        f"longest full GC {common.ms(found.gc)}\n"
+        f"   {'':20}callbacks over {CALLBACK * 1000:g} ms: {', '.join(found.slow[:4]) or 'none'}"
     )
 
 
