@@ -4,6 +4,7 @@ schedules, an owner's, a schedule's runs) neither scans a table nor sorts."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import sys
 import threading
@@ -102,14 +103,16 @@ async def test_the_lists_follow_their_indexes(db_path: Path, statements: list[An
 
 async def test_an_unpaged_list_never_holds_up_the_other_reads(db_path: Path) -> None:
     """Unpaged lists, however many and however long, wait for each other, not the engine's
-    reads; while one is encoded the GIL changes hands every millisecond, and afterwards as
-    before."""
+    reads; while one is read and encoded the GIL changes hands every millisecond and the
+    cyclic garbage collector pauses, and afterwards both are as before."""
     store = await SqliteStore.open(db_path)
     started, release = threading.Event(), threading.Event()
     intervals: list[float] = []
+    collecting: list[bool] = []
 
     def slow_encoder(rows: list[tuple[Any, ...]], total: int) -> int:
         intervals.append(sys.getswitchinterval())
+        collecting.append(gc.isenabled())
         started.set()
         assert release.wait(timeout=10)
         return total
@@ -131,4 +134,6 @@ async def test_an_unpaged_list_never_holds_up_the_other_reads(db_path: Path) -> 
         release.set()
         await store.close()
     assert intervals == [min(before, 0.001)] * len(listings)
+    assert collecting == [False] * len(listings)
     assert sys.getswitchinterval() == before
+    assert gc.isenabled()
