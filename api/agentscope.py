@@ -36,7 +36,7 @@ from api.body import parse_body, parse_query
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
-from api.views import EDIT_HEADERS, edit_headers, respond, respond_encoded
+from api.views import EDIT_HEADERS, edit_headers, respond, send_encoded
 from storage.catalogue import wire_names
 from storage.domain import Schedule
 from storage.enums import Permission, Source
@@ -181,7 +181,7 @@ def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
     tags=_TAGS,
     errors=(401, 403, 422),
 )
-async def list_schedules(request: web.Request) -> web.Response:
+async def list_schedules(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     # Unpaged, as AgentScope answers it: read and encoded off the loop, however many.
     body = await request.app[STORE].encode_schedules(
@@ -191,7 +191,7 @@ async def list_schedules(request: web.Request) -> web.Response:
         limit=None,
         owner_user_id=caller.user_id,
     )
-    return respond_encoded(body)
+    return await send_encoded(request, body)
 
 
 @operation(
@@ -294,7 +294,7 @@ async def delete_schedule(request: web.Request) -> web.Response:
     tags=_TAGS,
     errors=(401, 403, 404),
 )
-async def list_sessions(request: web.Request) -> web.Response:
+async def list_sessions(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     query = parse_query(request.query, SessionsQuery)
     schedule = await owned_schedule(request, caller)
@@ -305,7 +305,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         limit=query.limit,
         offset=query.offset,
     )
-    return respond_encoded(body)
+    return await send_encoded(request, body)
 
 
 def add_routes(app: web.Application) -> None:

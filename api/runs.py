@@ -17,7 +17,7 @@ from api.devin_models import AgentsQuery, Frequency, PageQuery, Timezone
 from api.keys import CLOCK, EVENTS, STORE
 from api.openapi import operation
 from api.schedules import visible_agents
-from api.views import respond, respond_encoded
+from api.views import respond, send_encoded
 from api.wire import OffsetPage, RunJson, run_json
 from storage.catalogue import default_of
 from storage.cron import upcoming_fires
@@ -80,7 +80,7 @@ async def trigger_schedule(request: web.Request) -> web.Response:
     errors=(404,),
     tags=TAGS,
 )
-async def list_runs(request: web.Request) -> web.Response:
+async def list_runs(request: web.Request) -> web.StreamResponse:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, RunListQuery)
@@ -93,7 +93,7 @@ async def list_runs(request: web.Request) -> web.Response:
         limit=query.limit,
         offset=query.offset,
     )
-    return respond_encoded(body)
+    return await send_encoded(request, body)
 
 
 @operation(

@@ -32,7 +32,7 @@ from api.views import (
     edit_headers,
     one_schedule_json,
     respond,
-    respond_encoded,
+    send_encoded,
 )
 from storage import catalogue
 from storage.domain import Schedule
@@ -80,7 +80,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     response=DevinScheduleList,
     tags=TAGS,
 )
-async def list_schedules(request: web.Request) -> web.Response:
+async def list_schedules(request: web.Request) -> web.StreamResponse:
     org_id = request.match_info["org_id"]
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, ScheduleListQuery)
@@ -92,7 +92,7 @@ async def list_schedules(request: web.Request) -> web.Response:
         offset=query.offset,
         agents=query.visible,
     )
-    return respond_encoded(body)
+    return await send_encoded(request, body)
 
 
 @operation("Get a schedule", query=AgentsQuery, response=DevinSchedule, errors=(404,), tags=TAGS)

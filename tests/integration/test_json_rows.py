@@ -23,12 +23,13 @@ from api import json_rows
 from api.agentscope_models import ScheduleList, ScheduleRecord, SessionItem, SessionList
 from api.devin_models import DevinScheduleList
 from api.runs import RunList
-from api.views import schedules_json
+from api.views import SLICE_BYTES, schedules_json
 from api.wire import run_json
 from storage.catalogue import CATALOGUE, Entry
 from storage.domain import Playbook, Run, Schedule
 from storage.enums import RunStatus, RunTrigger, ScheduleType
 from storage.store import Store
+from tests.conftest import ApiHarness
 
 ORG = "org-local"
 OWNER = "user-alice"
@@ -253,3 +254,22 @@ async def test_an_unknown_field_is_refused(store: Store) -> None:
         await store.encode_schedules(ORG, ("id", "nope"), json_rows.devin_schedule_page(0), limit=1)
     with pytest.raises(ValueError, match="not runs fields"):
         await store.encode_runs("s", ("id", "nope"), json_rows.run_page(0), limit=1, offset=0)
+
+
+async def test_a_long_list_is_sent_in_slices_as_the_same_bytes(api: ApiHarness) -> None:
+    prompt = "ü" * 4000 + "✓"  # 8 kB each: the answer is several slices long
+    for index in range(3 * SLICE_BYTES // 8000):
+        schedule = Schedule(org_id=ORG, owner_user_id=OWNER, name=f"long-{index}", prompt=prompt,
+                            created_at=NOW, updated_at=NOW)  # fmt: skip
+        await api.store.create_schedule(schedule, now=NOW)
+    page = await api.store.list_schedules(ORG, limit=1000, offset=0, owner_user_id=OWNER)
+    records = [ScheduleRecord.of(schedule) for schedule in page.items]
+    expected = ScheduleList(schedules=records, total=len(records)).model_dump_json().encode()
+    headers = {"X-User-ID": OWNER}
+    async with api.http.get(api.url("/schedule/"), headers=headers) as response:
+        body = await response.read()
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert response.headers["Content-Length"] == str(len(expected))
+    assert len(expected) > 2 * SLICE_BYTES
+    assert body == expected
