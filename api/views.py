@@ -97,12 +97,12 @@ async def send_encoded(request: web.Request, body: bytes) -> web.StreamResponse:
     response = web.StreamResponse()
     response.content_type, response.charset = "application/json", "utf-8"
     response.content_length = len(body)
-    await response.prepare(request)
     view = memoryview(body)
     try:
+        await response.prepare(request)
         for start in range(0, len(body), SLICE_BYTES):
             await response.write(view[start : start + SLICE_BYTES])
+        await response.write_eof()
     except ConnectionResetError:
-        return response  # the client went away: there is no one left to answer
-    await response.write_eof()
+        pass  # the client went away (a long list takes a while): no one is left to answer
     return response

@@ -170,7 +170,7 @@ def measure(
         sessions.stop()
     if daemon.errors():
         print(f"   warning: the {encoder} daemon logged {len(daemon.errors())} errors")
-        print("\n".join(line[:300] for line in daemon.errors()[:3]))
+        print("\n".join(line[-1200:] for line in daemon.errors()[:2]))
     return [
         ListLoad(
             size,

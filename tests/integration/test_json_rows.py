@@ -9,6 +9,7 @@ could write apart), so a field added to the catalogue is varied here without an 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import typing
@@ -18,12 +19,13 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
 from api import json_rows
 from api.agentscope_models import ScheduleList, ScheduleRecord, SessionItem, SessionList
 from api.devin_models import DevinScheduleList
 from api.runs import RunList
-from api.views import SLICE_BYTES, schedules_json
+from api.views import SLICE_BYTES, schedules_json, send_encoded
 from api.wire import run_json
 from storage.catalogue import CATALOGUE, Entry
 from storage.domain import Playbook, Run, Schedule
@@ -273,3 +275,37 @@ async def test_a_long_list_is_sent_in_slices_as_the_same_bytes(api: ApiHarness) 
         assert response.headers["Content-Length"] == str(len(expected))
     assert len(expected) > 2 * SLICE_BYTES
     assert body == expected
+
+
+async def test_a_client_gone_before_a_long_answer_is_sent_is_not_an_error() -> None:
+    """The daemon lets a handler finish after its client left; sending then is no error."""
+    gone, outcome = asyncio.Event(), asyncio.get_running_loop().create_future()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await gone.wait()
+        try:
+            outcome.set_result(await send_encoded(request, b"[" + b"0," * SLICE_BYTES + b"0]"))
+        except Exception as exc:
+            outcome.set_exception(exc)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/long", handler)
+    runner = web.AppRunner(app, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /long HTTP/1.1\r\nHost: test\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)  # the server sees the connection closed
+        gone.set()
+        async with asyncio.timeout(5):
+            response = await outcome
+        assert not response.prepared or response.status == 200
+    finally:
+        await runner.cleanup()
