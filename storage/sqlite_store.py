@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -29,7 +29,9 @@ from storage.db import Database
 from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
 from storage.enums import ScheduleState
 from storage.identities import Directory
-from storage.store import FireState, Move, NamedRun, Page, RowsEncoder, T
+from storage.store import FireState, Move, NamedRun, Page, RowsEncoder
+
+T = TypeVar("T")
 
 
 class SqliteStore:

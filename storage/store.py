@@ -166,7 +166,8 @@ class Store(Protocol):
         database thread, never on the event loop, and no domain value is built per row.
         `fields` are schedule field names or `PLAYBOOK_TITLE`; values are typed as on
         `Schedule` (aware datetimes, enum members, booleans, JSON values). `encode` may only
-        compute from its arguments and immutable values; its exceptions pass through.
+        compute from its arguments and immutable values; its exceptions pass through. An
+        unpaged read waits for the unpaged reads before it, never in front of other reads.
         Raises ValueError (a name that is not a field), StoreUnavailable.
         """
         ...
