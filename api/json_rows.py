@@ -6,8 +6,8 @@ thousands of schedules, megabytes of JSON) is read and encoded on a database thr
 every other request and fires every schedule. Each encoder here turns the rows of one list
 (tuples of the fields named next to it) into the bytes its wire model would answer: the
 same keys in the same order, the same values. Building one pydantic model per item costs
-more than ten times as much; `tests/integration/test_json_rows.py` compares the two byte
-for byte.
+about five times the CPU (10,000 schedules: 257 ms against 46 ms);
+`tests/integration/test_json_rows.py` compares the two byte for byte.
 
 The keys come from the wire models (`DevinSchedule`, `RunJson`, `SessionItem`), and through
 them from the schedule catalogue, so a field added to those answers is read and encoded here
