@@ -21,12 +21,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from api import json_rows
 from api.agentscope_models import (
     CreateScheduleRequest,
     ScheduleCreated,
     ScheduleList,
     ScheduleRecord,
-    SessionItem,
     SessionList,
     SessionsQuery,
     UpdateScheduleRequest,
@@ -37,7 +37,7 @@ from api.conditional import ETAG_HEADER, IF_MATCH_HEADER, etag, if_match, requir
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
-from api.views import EDIT_HEADERS, answer_headers, edit_headers, respond
+from api.views import EDIT_HEADERS, answer_headers, edit_headers, respond, send_encoded
 from storage.catalogue import wire_names
 from storage.domain import Schedule
 from storage.enums import Permission, Source
@@ -45,7 +45,6 @@ from storage.errors import NotFound
 from storage.values import valid_cron, valid_timezone
 
 _TAGS = ("agentscope",)
-_LIST_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,23 +182,17 @@ def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
     tags=_TAGS,
     errors=(401, 403, 422),
 )
-async def list_schedules(request: web.Request) -> web.Response:
+async def list_schedules(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
-    schedules = await _all_owned(request, caller)
-    records = [ScheduleRecord.of(s) for s in schedules]
-    return respond(ScheduleList(schedules=records, total=len(records)))
-
-
-async def _all_owned(request: web.Request, caller: Caller) -> list[Schedule]:
-    store = request.app[STORE]
-    found: list[Schedule] = []
-    while True:
-        page = await store.list_schedules(
-            caller.org_id, limit=_LIST_BATCH, offset=len(found), owner_user_id=caller.user_id
-        )
-        found += page.items
-        if not page.items or len(found) >= page.total:
-            return found
+    # Unpaged, as AgentScope answers it: read and encoded off the loop, however many.
+    body = await request.app[STORE].encode_schedules(
+        caller.org_id,
+        json_rows.AGENTSCOPE_SCHEDULE_FIELDS,
+        json_rows.agentscope_schedule_list,
+        limit=None,
+        owner_user_id=caller.user_id,
+    )
+    return await send_encoded(request, body)
 
 
 @operation(
@@ -326,13 +319,18 @@ async def delete_schedule(request: web.Request) -> web.Response:
     tags=_TAGS,
     errors=(401, 403, 404),
 )
-async def list_sessions(request: web.Request) -> web.Response:
+async def list_sessions(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     query = parse_query(request.query, SessionsQuery)
     schedule = await owned_schedule(request, caller)
-    page = await request.app[STORE].list_runs(schedule.id, limit=query.limit, offset=query.offset)
-    sessions = [SessionItem.of(run) for run in page.items]
-    return respond(SessionList(sessions=sessions, total=page.total))
+    body = await request.app[STORE].encode_runs(
+        schedule.id,
+        json_rows.SESSION_FIELDS,
+        json_rows.agentscope_session_list,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    return await send_encoded(request, body)
 
 
 def add_routes(app: web.Application) -> None:

@@ -10,13 +10,14 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import json_rows
 from api.auth import authorize
 from api.body import parse_query
 from api.devin_models import AgentsQuery, Frequency, PageQuery, Timezone
 from api.keys import CLOCK, EVENTS, STORE
 from api.openapi import operation
 from api.schedules import visible_agents
-from api.views import respond
+from api.views import respond, send_encoded
 from api.wire import OffsetPage, RunJson, run_json
 from storage.catalogue import default_of
 from storage.cron import upcoming_fires
@@ -79,15 +80,20 @@ async def trigger_schedule(request: web.Request) -> web.Response:
     errors=(404,),
     tags=TAGS,
 )
-async def list_runs(request: web.Request) -> web.Response:
+async def list_runs(request: web.Request) -> web.StreamResponse:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, RunListQuery)
     store = request.app[STORE]
     await store.get_schedule(schedule_id, org_id=org_id, agents=query.visible)
-    page = await store.list_runs(schedule_id, limit=query.limit, offset=query.offset)
-    runs = [run_json(run) for run in page.items]
-    return respond(RunList.of(runs, offset=query.offset, total=page.total))
+    body = await store.encode_runs(
+        schedule_id,
+        json_rows.RUN_FIELDS,
+        json_rows.run_page(query.offset),
+        limit=query.limit,
+        offset=query.offset,
+    )
+    return await send_encoded(request, body)
 
 
 @operation(

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api import json_rows
 from api.auth import authorize
 from api.body import parse_body, parse_query
 from api.conditional import ETAG_HEADER, IF_MATCH_HEADER, etag, if_match, require_match
@@ -32,7 +33,7 @@ from api.views import (
     answer_headers,
     one_schedule_json,
     respond,
-    schedules_json,
+    send_encoded,
 )
 from storage import catalogue
 from storage.domain import Schedule
@@ -84,16 +85,19 @@ async def create_schedule(request: web.Request) -> web.Response:
     response=DevinScheduleList,
     tags=TAGS,
 )
-async def list_schedules(request: web.Request) -> web.Response:
+async def list_schedules(request: web.Request) -> web.StreamResponse:
     org_id = request.match_info["org_id"]
     authorize(request, org_id, MANAGE)
     query = parse_query(request.query, ScheduleListQuery)
-    store = request.app[STORE]
-    page = await store.list_schedules(
-        org_id, limit=query.limit, offset=query.offset, agents=query.visible
+    body = await request.app[STORE].encode_schedules(
+        org_id,
+        json_rows.DEVIN_SCHEDULE_FIELDS,
+        json_rows.devin_schedule_page(query.offset),
+        limit=query.limit,
+        offset=query.offset,
+        agents=query.visible,
     )
-    items = await schedules_json(store, page.items)
-    return respond(DevinScheduleList.of(items, offset=query.offset, total=page.total))
+    return await send_encoded(request, body)
 
 
 @operation(

@@ -1,6 +1,6 @@
 """The HTTP API under load: agentcron against a minimal aiohttp + aiosqlite server.
 
-Run: python bench/api.py [--quick] [--seconds N] [--runs N] [--python-load]
+Run: python bench/api.py [--quick] [--seconds N] [--runs N] [--python-load] [--lists]
 
 1,000 schedules are seeded; the real daemon (with the loop-lag probe) serves them.
 Loads, each over keep-alive connections for `--seconds`, at 10 and at 50 connections:
@@ -13,6 +13,12 @@ one durable UPDATE per PATCH (WAL, synchronous=FULL), without auth or validation
 generator is `wrk` (one thread) when installed, else the aiohttp client of common.py
 (`--python-load` forces it).
 Prints the medians over `--runs` and the ratios.
+
+`--lists` measures AgentScope's unpaged schedule list instead (`api_lists.py`): the list of a
+user owning 100 schedules and of one owning 10,000, each at 10 connections, with the
+longest loop callback and the lateness of a schedule due every second during each load;
+the baseline is the same daemon answering the list as it did before (pydantic models on
+the event loop, `legacy_lists.py`), in the same run.
 """
 
 from __future__ import annotations
@@ -123,7 +129,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--runs", type=int)
     parser.add_argument("--python-load", action="store_true", help="never use wrk")
+    parser.add_argument("--lists", action="store_true", help="the AgentScope list case")
     args = parser.parse_args()
+    if args.lists:
+        import api_lists
+
+        api_lists.main(args.seconds or (3.0 if args.quick else 10.0), not args.python_load)
+        return
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     runs = args.runs or (1 if args.quick else 3)
     common.header(f"API: {SCHEDULES} schedules, {seconds:g} s loads, {runs} runs")

@@ -55,6 +55,9 @@ from tests.processes import free_port  # noqa: E402
 ORG = "org-bench"
 TOKEN = "cog_bench_token_0123456789"
 SERVICE_USER = "service-user-bench"
+LIST_ENCODER_ENV = "BENCH_LIST_ENCODER"
+"""`models`: the probed daemon answers AgentScope's list as it did before the lists were
+encoded from rows (`legacy_lists`), the baseline of `api_lists.py`."""
 PERMISSIONS = ["ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -137,8 +140,10 @@ def write_config(
     launcher_url: str,
     scheduler: dict[str, Any] | None = None,
     level: str = "info",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """A daemon configuration: one org, one service user holding TOKEN, an http launcher."""
+    """A daemon configuration: one org, one service user holding TOKEN, an http launcher;
+    `extra` sections added (or replaced) at the top level."""
     from storage.identities import token_sha256
 
     scheduler = {"shutdown_grace": "10s", "max_concurrent_launches": 100} | (scheduler or {})
@@ -162,7 +167,7 @@ def write_config(
             "timeout": "30s",
         },
     }
-    return processes.write_config(directory / "agentcron.toml", config)
+    return processes.write_config(directory / "agentcron.toml", config | (extra or {}))
 
 
 # --------------------------------------------------------------------------- seeding
@@ -172,8 +177,8 @@ def bench_schedule(name: str, *, now: datetime, **fields: Any) -> Any:
     """A schedule of the bench org (a storage.domain.Schedule)."""
     from storage.domain import Schedule
 
-    return Schedule(org_id=ORG, name=name, prompt=f"bench {name}", created_at=now,
-                    updated_at=now, **fields)  # fmt: skip
+    fields = {"prompt": f"bench {name}"} | fields
+    return Schedule(org_id=ORG, name=name, created_at=now, updated_at=now, **fields)
 
 
 def create_database(db_path: Path) -> None:
@@ -284,7 +289,9 @@ class SessionServer(Helper):
 class Daemon:
     """The real `agentcron serve` process (optionally with the loop-lag probe)."""
 
-    def __init__(self, config: Path, *, probe: bool = True) -> None:
+    def __init__(
+        self, config: Path, *, probe: bool = True, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.workdir = config.parent
         self.probe_file = self.workdir / "probe.txt"
@@ -298,7 +305,7 @@ class Daemon:
         self.spawned = time.monotonic()
         self.spawned_at = time.time()
         self.process = processes.spawn_serve(
-            config, self.log, argv=argv, env=environment(), cwd=REPO
+            config, self.log, argv=argv, env=environment(env), cwd=REPO
         )
 
     def wait_ready(self) -> float:
@@ -499,13 +506,15 @@ def generate_load(
     body: str | None = None,
     token: str | None = None,
     use_wrk: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     """`connections` keep-alive connections sending requests for `seconds`, paths in turn.
 
     A PATCH/POST body may contain `{n}`, replaced by a request counter. Uses `wrk` when it
     is installed (it costs the machine far less CPU than a Python client), else aiohttp.
     """
-    plan = LoadPlan(base, method, paths, connections, seconds, body, token)
+    sent = ({"Authorization": f"Bearer {token}"} if token else {}) | (headers or {})
+    plan = LoadPlan(base, method, paths, connections, seconds, body, sent)
     if use_wrk and shutil.which("wrk"):
         return _wrk(plan)
     return asyncio.run(_python_load(plan))
@@ -521,7 +530,7 @@ class LoadPlan:
     connections: int
     seconds: float
     body: str | None
-    token: str | None
+    headers: dict[str, str]
 
 
 _WRK_SCRIPT = """
@@ -529,7 +538,7 @@ paths = {%(paths)s}
 counter = 0
 wrk.method = "%(method)s"
 wrk.headers["Content-Type"] = "application/json"
-%(auth)s
+%(headers)s
 request = function()
   counter = counter + 1
   local path = paths[(counter %% #paths) + 1]
@@ -555,7 +564,10 @@ def _wrk(plan: LoadPlan) -> Load:
     script = _WRK_SCRIPT % {
         "paths": ", ".join(json.dumps(p) for p in plan.paths),
         "method": plan.method,
-        "auth": f'wrk.headers["Authorization"] = "Bearer {plan.token}"' if plan.token else "",
+        "headers": "\n".join(
+            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
+            for name, value in plan.headers.items()
+        ),
         "body": body_code,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -590,9 +602,7 @@ def _wrk(plan: LoadPlan) -> Load:
 async def _python_load(plan: LoadPlan) -> Load:
     import aiohttp
 
-    headers = {"Content-Type": "application/json"}
-    if plan.token:
-        headers["Authorization"] = f"Bearer {plan.token}"
+    headers = {"Content-Type": "application/json"} | plan.headers
     latencies: list[float] = []
     errors = 0
     counter = 0
@@ -813,6 +823,10 @@ def probed_serve(config: Path, probe_file: Path) -> int:
 
     with probe_file.open("a") as out:  # the imports are done: the rest is start-up work
         out.write(f"imported {time.time():.6f} 0\n")
+    if os.environ.get(LIST_ENCODER_ENV) == "models":
+        import legacy_lists
+
+        legacy_lists.install()
 
     run = service.Daemon.run
 

@@ -13,7 +13,7 @@ What is derived from it, so none of it is written out a second time:
 - the `schedules` table (`storage.tables`): columns, types, nullability, defaults;
 - the Devin façade's create and PATCH bodies and its schedule answer (`api.devin_models`),
   the PATCH `null` rule (`CLEARABLE`) and how a body becomes field changes
-  (`api.schedules`);
+  (`api.schedules`), and the schedule list encoded straight from rows (`api.json_rows`);
 - which AgentScope request keys become which fields (`api.agentscope`), and the
   defaults of that façade's create (`api.agentscope_models`);
 - the `[[schedules]]` section of the configuration file and what bootstrap writes from it

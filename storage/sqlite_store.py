@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -21,6 +21,7 @@ from storage import (
     rules,
     sqlite_history,
     sqlite_identities,
+    sqlite_lists,
     sqlite_playbooks,
     sqlite_runs,
     sqlite_schedules,
@@ -30,7 +31,9 @@ from storage.db import Database
 from storage.domain import FinishedRun, HistoryEntry, Playbook, Run, RunOutcome, Schedule
 from storage.enums import ScheduleState
 from storage.identities import Directory
-from storage.store import FireState, Move, NamedRun, OrgLaunch, Page
+from storage.store import FireState, Move, NamedRun, OrgLaunch, Page, RowsEncoder
+
+T = TypeVar("T")
 
 
 class SqliteStore:
@@ -79,6 +82,26 @@ class SqliteStore:
             return sqlite_schedules.page_of(conn, org_id, limit, offset, owner_user_id, agents)
 
         return await self.db.read(op)
+
+    async def encode_schedules(
+        self,
+        org_id: str,
+        fields: Sequence[str],
+        encode: RowsEncoder[T],
+        *,
+        limit: int | None,
+        offset: int = 0,
+        owner_user_id: str | None = None,
+        agents: Collection[str] | None = None,
+    ) -> T:
+        def op(conn: Connection) -> T:
+            window = (limit, offset)
+            return sqlite_lists.schedules(
+                conn, org_id, fields, encode, window, owner_user_id, agents
+            )
+
+        # An unpaged list may be any length: it must not hold up the engine's reads.
+        return await (self.db.read(op) if limit is not None else self.db.read_bulk(op))
 
     async def find_schedule_by_name(self, org_id: str, name: str) -> Schedule | None:
         return await self.db.read(lambda conn: sqlite_schedules.by_name(conn, org_id, name))
@@ -209,6 +232,19 @@ class SqliteStore:
 
     async def launches_since(self, since: datetime) -> list[OrgLaunch]:
         return await self.db.read(lambda conn: sqlite_runs.launches_since(conn, since))
+
+    async def encode_runs(
+        self,
+        schedule_id: str,
+        fields: Sequence[str],
+        encode: RowsEncoder[T],
+        *,
+        limit: int,
+        offset: int,
+    ) -> T:
+        return await self.db.read(
+            lambda conn: sqlite_lists.runs(conn, schedule_id, fields, encode, (limit, offset))
+        )
 
     # -- the dashboard's views -------------------------------------------------------------
 

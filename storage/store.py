@@ -43,6 +43,12 @@ from storage.identities import Directory
 
 T = TypeVar("T")
 
+PLAYBOOK_TITLE = "playbook_title"
+"""A field `Store.encode_schedules` reads besides the schedule's own: its live playbook's title."""
+RowsEncoder = Callable[[list[tuple[Any, ...]], int], T]
+"""`encode(rows, total)` of `Store.encode_schedules` and `encode_runs`: each row a tuple of the
+requested fields' values, `total` how many match on every page. Runs on a database thread."""
+
 Move = tuple[str, datetime | None, datetime | None]
 """(schedule id, the `next_run_at` it is expected to have, the one to set)."""
 
@@ -151,6 +157,30 @@ class Store(Protocol):
 
         `total` counts every schedule that matches, on every page; it and the items are two
         reads. Raises StoreUnavailable.
+        """
+        ...
+
+    async def encode_schedules(
+        self,
+        org_id: str,
+        fields: Sequence[str],
+        encode: RowsEncoder[T],
+        *,
+        limit: int | None,
+        offset: int = 0,
+        owner_user_id: str | None = None,
+        agents: Collection[str] | None = None,
+    ) -> T:
+        """`encode(rows, total)` of the schedules `list_schedules` would page (every one from
+        `offset` when `limit` is None), each row the values of `fields` in that order.
+
+        For answers whose size grows with the data: the rows are read and `encode` runs on a
+        database thread, never on the event loop, and no domain value is built per row.
+        `fields` are schedule field names or `PLAYBOOK_TITLE`; values are typed as on
+        `Schedule` (aware datetimes, enum members, booleans, JSON values). `encode` may only
+        compute from its arguments and immutable values; its exceptions pass through. An
+        unpaged read waits for the unpaged reads before it, never in front of other reads.
+        Raises ValueError (a name that is not a field), StoreUnavailable.
         """
         ...
 
@@ -388,6 +418,20 @@ class Store(Protocol):
     async def launches_since(self, since: datetime) -> list[OrgLaunch]:
         """The runs dispatched to a session service at or after `since`, with their org,
         oldest first (the org limits count them at start-up). Raises StoreUnavailable."""
+        ...
+
+    async def encode_runs(
+        self,
+        schedule_id: str,
+        fields: Sequence[str],
+        encode: RowsEncoder[T],
+        *,
+        limit: int,
+        offset: int,
+    ) -> T:
+        """`encode(rows, total)` of the runs `list_runs` would page, each row the values of
+        `fields` (`Run` field names) in that order: read and encoded on a database thread,
+        as `encode_schedules`. Raises ValueError, StoreUnavailable."""
         ...
 
     # -- the dashboard's views -------------------------------------------------------------

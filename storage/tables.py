@@ -110,6 +110,26 @@ SCHEDULES = Table(
 )
 """The schedules, one column per field of `storage.catalogue.Schedule`, in its order."""
 
+LIST_INDEXES = (
+    Index(
+        "ix_schedules_live_owner_created",
+        SCHEDULES.c.org_id,
+        SCHEDULES.c.owner_user_id,
+        SCHEDULES.c.created_at,
+        sqlite_where=SCHEDULES.c.deleted_at.is_(None),
+    ),
+    Index(
+        "ix_schedules_live_org_created",
+        SCHEDULES.c.org_id,
+        SCHEDULES.c.created_at,
+        sqlite_where=SCHEDULES.c.deleted_at.is_(None),
+    ),
+)
+"""The lists of an owner's and of an org's live schedules in creation order: read along
+the index (SQLite keeps the rowid last in every index entry, which breaks ties in
+`created_at` as the lists do), counted from the index alone, never sorted. A runs list
+needs none of its own: `uq_runs_schedule_instant` gives its order."""
+
 
 class RunRow(SQLModel, table=True):
     __tablename__ = "runs"

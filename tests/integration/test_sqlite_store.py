@@ -113,9 +113,9 @@ async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_pat
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    assert _schema(path, "schedule_history") == _schema(
-        await _new_database(tmp_path), "schedule_history"
-    )
+    fresh = await _new_database(tmp_path)
+    assert _schema(path, "schedule_history") == _schema(fresh, "schedule_history")
+    assert indexes(path) == indexes(fresh)  # the upgrade leaves the schema a new file has
 
 
 def _schema(path: Path, table: str) -> list[tuple[object, ...]]:
@@ -130,3 +130,14 @@ async def _new_database(tmp_path: Path) -> Path:
     path = tmp_path / "new.db"
     await (await SqliteStore.open(path)).close()
     return path
+
+
+def indexes(path: Path) -> dict[str, tuple[object, ...]]:
+    """Every index of the schedules and runs tables: (unique, partial, its columns)."""
+    found: dict[str, tuple[object, ...]] = {}
+    with sqlite3.connect(path) as conn:
+        for table in ("schedules", "runs"):
+            for _, name, unique, _, partial in conn.execute(f"PRAGMA index_list({table})"):
+                columns = tuple(row[2] for row in conn.execute(f"PRAGMA index_info({name})"))
+                found[name] = (unique, partial, columns)
+    return found

@@ -295,11 +295,12 @@ class TinyDisk:
         self.filler = mountpoint / "filler"
 
     def fill(self) -> None:
-        with self.filler.open("ab") as handle:
+        # Unbuffered: a buffered file would keep the bytes that did not fit and raise
+        # ENOSPC again when closed, depending on how much space the database left.
+        with self.filler.open("ab", buffering=0) as handle:
             try:
                 while True:
                     handle.write(b"\0" * 16384)
-                    handle.flush()
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC, exc
 
