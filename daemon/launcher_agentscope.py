@@ -20,11 +20,9 @@ from __future__ import annotations
 import functools
 from typing import Any, Final
 
-from daemon.launchers import (
+from daemon.launcher_http import (
     Answer,
     HttpLauncher,
-    LaunchRequest,
-    LaunchResult,
     Tries,
     bearer,
     created,
@@ -33,6 +31,7 @@ from daemon.launchers import (
     refused,
     snippet,
 )
+from daemon.launchers import LaunchRequest, LaunchResult
 
 SESSION_ROUTES: Final = ("/session/", "/sessions/")
 """Where sessions are made: the documented route first, then AgentScope 2.0's own."""

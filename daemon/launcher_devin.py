@@ -15,17 +15,16 @@ import functools
 from typing import Any
 from urllib.parse import quote
 
-from daemon.launchers import (
+from daemon.launcher_http import (
     Answer,
     HttpLauncher,
-    LaunchRequest,
-    LaunchResult,
     bearer,
     created,
     final_answer,
     json_object,
     refused,
 )
+from daemon.launchers import LaunchRequest, LaunchResult
 
 
 def devin_session_body(request: LaunchRequest, *, max_acu_limit: int | None) -> dict[str, Any]:

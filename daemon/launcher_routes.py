@@ -19,8 +19,10 @@ import aiohttp
 from daemon.config import DEFAULT_LAUNCHER, Config, LauncherConfig
 from daemon.following import FollowPlan, follow_plan
 from daemon.launcher_agentscope import AgentScopeLauncher
+from daemon.launcher_command import CommandLauncher
 from daemon.launcher_devin import DevinLauncher
-from daemon.launchers import Launcher, build_launcher
+from daemon.launcher_http import HttpLauncher
+from daemon.launchers import Launcher
 from storage.domain import Schedule
 from storage.enums import DevinAgent
 
@@ -72,7 +74,9 @@ def build_one(config: LauncherConfig, *, http: aiohttp.ClientSession, workdir: P
         return DevinLauncher(config, http=http)
     if config.type == "agentscope":
         return AgentScopeLauncher(config, http=http)
-    return build_launcher(config, http=http, workdir=workdir)
+    if config.type == "command":
+        return CommandLauncher(config, workdir=workdir)
+    return HttpLauncher(config, http=http)
 
 
 def build_routes(config: Config, *, http: aiohttp.ClientSession) -> LauncherRoutes:

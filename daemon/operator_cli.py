@@ -40,393 +40,44 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
-from urllib.parse import quote, urlencode
+from typing import Final, TypeAlias
 
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-DEFAULT_URL: Final = "http://127.0.0.1:8787"
-DEFAULT_ORG: Final = "org-local"
-TOKEN_ENV: Final = "AGENTCRON_TOKEN"
-TIMEOUT_S: Final = 30.0
-EVERY_AGENT: Final = {"agents": "all"}
-"""The query that shows the operator every schedule, whatever its agent."""
+from daemon.operator_client import (
+    DEFAULT_ORG,
+    DEFAULT_URL,
+    JSON,
+    Client,
+    CliError,
+    environment_client,
+)
+from daemon.operator_render import (
+    render_deleted,
+    render_fields,
+    render_history,
+    render_runs,
+    render_schedules,
+)
+from daemon.operator_requests import (
+    Request,
+    backfill_schedule,
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_history,
+    list_runs,
+    list_schedules,
+    patch_schedule,
+    preview_prompt,
+    trigger_schedule,
+)
 
-JSON = Any
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-class CliError(Exception):
-    """A command that cannot complete: the message is printed, the process exits `exit_code`."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-# --------------------------------------------------------------------------- HTTP
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    """The Devin v3 API of one org of one daemon."""
-
-    base_url: str
-    org: str
-    token: str
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: JSON = None,
-        query: Mapping[str, int | str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Reply:
-        """Send one request under `/v3/organizations/{org}`; return the answer.
-
-        Raises CliError with the server's `detail` for an error status, or the reason when
-        the daemon cannot be reached.
-        """
-        url = f"{self.base_url.rstrip('/')}/v3/organizations/{quote(self.org, safe='')}{path}"
-        if query:
-            url += "?" + urlencode(query)
-        data = None if body is None else json.dumps(body).encode()
-        sent = self._headers() | dict(headers or {})
-        request = urllib.request.Request(url, data=data, method=method, headers=sent)
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                return Reply(_parse_answer(response.read()), response.headers.get("ETag"))
-        except urllib.error.HTTPError as error:
-            raise CliError(f"HTTP {error.code}: {error_detail(error.read())}") from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise CliError(f"cannot reach {self.base_url}: {reason}") from None
-
-    def _headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.token}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A successful answer: its parsed JSON, and its ETag when it carries one schedule."""
-
-    body: JSON
-    etag: str | None = None
-
-    @property
-    def version(self) -> str | None:
-        """The schedule version the ETag names (`"3"` -> `3`), as `--if-match` takes it."""
-        return None if self.etag is None else self.etag.strip('"')
-
-
-def _parse_answer(raw: bytes) -> JSON:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise CliError(f"the server answered something that is not JSON: {raw[:200]!r}") from None
-
-
-def error_detail(raw: bytes) -> str:
-    """The readable message of an error answer: its `detail`, validation items joined."""
-    try:
-        detail = json.loads(raw)["detail"]
-    except (ValueError, KeyError, TypeError):
-        return raw.decode("utf-8", "replace").strip()[:500] or "(empty answer)"
-    if isinstance(detail, list):
-        return "; ".join(_validation_item(item) for item in detail)
-    return str(detail)
-
-
-def _validation_item(item: JSON) -> str:
-    if not isinstance(item, dict):
-        return str(item)
-    loc = ".".join(str(part) for part in item.get("loc", ()))
-    return f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", ""))
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, a header line first."""
-    lines = [list(headers), *(list(row) for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
-
-
-def render_fields(obj: dict[str, JSON]) -> str:
-    """`key: value` lines in the server's order, values aligned; one line per key (text
-    with line breaks is shown JSON-quoted)."""
-    width = max((len(key) for key in obj), default=0) + 1
-    return "\n".join(
-        f"{(key + ':').ljust(width)} {_one_line(value)}".rstrip() for key, value in obj.items()
-    )
-
-
-def _one_line(value: JSON) -> str:
-    text = _field_text(value)
-    return json.dumps(text) if "\n" in text or "\r" in text else text
-
-
-def _field_text(value: JSON) -> str:
-    if value is None:
-        return "-"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _cell(value: JSON) -> str:
-    """A value squeezed onto one line."""
-    return " ".join(_field_text(value).split()) or "-"
-
-
-def _instant(value: JSON) -> str:
-    """An ISO-8601 answer field as `YYYY-MM-DDTHH:MM:SSZ` (UTC), or `-`."""
-    if not isinstance(value, str):
-        return "-"
-    try:
-        return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        return value
-
-
-def _truncated(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-SCHEDULE_COLUMNS: Final = (
-    "ID",
-    "NAME",
-    "TYPE",
-    "FREQUENCY/AT",
-    "TIMEZONE",
-    "ENABLED",
-    "NEXT RUN",
-    "FAILURES",
-)
-RUN_COLUMNS: Final = (
-    "ID",
-    "SCHEDULED FOR",
-    "TRIGGER",
-    "STATUS",
-    "STARTED",
-    "FINISHED",
-    "SESSION",
-    "ERROR",
-)
-
-
-def schedule_row(schedule: dict[str, JSON]) -> list[str]:
-    """One line of `schedules list`."""
-    recurring = schedule.get("schedule_type") == "recurring"
-    when = _cell(schedule.get("frequency")) if recurring else _instant(schedule.get("scheduled_at"))
-    return [
-        _cell(schedule.get("scheduled_session_id")),
-        _truncated(_cell(schedule.get("name")), 40),
-        _cell(schedule.get("schedule_type")),
-        when,
-        _cell(schedule.get("timezone")),
-        "yes" if schedule.get("enabled") else "no",
-        _instant(schedule.get("next_run_at")),
-        _cell(schedule.get("consecutive_failures")),
-    ]
-
-
-def run_row(run: dict[str, JSON]) -> list[str]:
-    """One line of `schedules runs`."""
-    return [
-        _cell(run.get("id")),
-        _instant(run.get("scheduled_for")),
-        _cell(run.get("trigger")),
-        _cell(run.get("status")),
-        _instant(run.get("started_at")),
-        _instant(run.get("finished_at")),
-        _cell(run.get("session_id")),
-        _truncated(_cell(run.get("error"))),
-    ]
-
-
-def render_page(answer: JSON, columns: Sequence[str], row: Callable[[JSON], list[str]]) -> str:
-    """A list envelope (`items`, `total`) as a table, with a count line when paged."""
-    items = answer.get("items", [])
-    table = render_table(columns, [row(item) for item in items])
-    total = answer.get("total", len(items))
-    return table if total == len(items) else f"{table}\n({len(items)} shown of {total})"
-
-
-def _render_schedules(answer: JSON) -> str:
-    return render_page(answer, SCHEDULE_COLUMNS, schedule_row)
-
-
-def _render_runs(answer: JSON) -> str:
-    return render_page(answer, RUN_COLUMNS, run_row)
-
-
-def _render_deleted(answer: JSON) -> str:
-    return f"deleted {answer.get('scheduled_session_id')} ({answer.get('name')})"
-
-
-HISTORY_COLUMNS: Final = ("AT", "BY", "ACTION", "CHANGES")
-
-
-def history_row(entry: dict[str, JSON]) -> list[str]:
-    """One line of `schedules history`: each change as `field: before -> after`."""
-    changes = entry.get("changes") or {}
-    described = "; ".join(
-        f"{name}: {_cell(pair[0])} -> {_cell(pair[1])}"
-        for name, pair in changes.items()
-        if isinstance(pair, list) and len(pair) == 2
-    )
-    return [
-        _instant(entry.get("at")),
-        _cell(entry.get("by")),
-        _cell(entry.get("action")),
-        _truncated(described or "-", 100),
-    ]
-
-
-def _render_history(answer: JSON) -> str:
-    return render_page(answer, HISTORY_COLUMNS, history_row)
-
-
-# --------------------------------------------------------------------------- request bodies
-
-# Flag dest -> body key, shared by create and patch (run-as differs, see `_body`).
-_BODY_FLAGS: Final = {
-    "name": "name",
-    "prompt": "prompt",
-    "frequency": "frequency",
-    "timezone": "timezone",
-    "scheduled_at": "scheduled_at",
-    "schedule_type": "schedule_type",
-    "agent": "agent",
-    "notify_on": "notify_on",
-    "playbook_id": "playbook_id",
-    "launcher": "launcher",
-    "enabled": "enabled",
-    "prompt_format": "prompt_format",
-}
-
-
-def json_body(text: str) -> dict[str, JSON]:
-    """The JSON object in `text` (`-`: read standard input); CliError (usage) otherwise."""
-    if text == "-":
-        text = sys.stdin.read()
-    try:
-        body = json.loads(text)
-    except ValueError as error:
-        raise CliError(f"--body: not valid JSON: {error}", EXIT_USAGE) from None
-    if not isinstance(body, dict):
-        raise CliError("--body: the body must be a JSON object", EXIT_USAGE)
-    return body
-
-
-def request_body(args: argparse.Namespace, *, run_as_key: str) -> dict[str, JSON]:
-    """The body of create/patch: `--body BODY` if given, overridden by the field flags."""
-    body = json_body(args.body) if args.body is not None else {}
-    for dest, key in _BODY_FLAGS.items():
-        if (value := getattr(args, dest)) is not None:
-            body[key] = value
-    if args.run_as is not None:
-        body[run_as_key] = args.run_as
-    return body
-
-
-def create_body(args: argparse.Namespace) -> dict[str, JSON]:
-    """A create body; `scheduled_at` with neither a frequency nor a type means one_time."""
-    body = request_body(args, run_as_key="create_as_user_id")
-    if "scheduled_at" in body and not {"frequency", "schedule_type"} & body.keys():
-        body["schedule_type"] = "one_time"
-    return body
-
-
-# --------------------------------------------------------------------------- commands
-
-Request = Callable[[Client, argparse.Namespace], Reply]
-
-
-def _schedule_path(args: argparse.Namespace, suffix: str = "") -> str:
-    return f"/schedules/{quote(args.id, safe='')}{suffix}"
-
-
-def _page_query(args: argparse.Namespace) -> dict[str, int | str]:
-    return {"limit": args.limit, "offset": args.offset} | EVERY_AGENT
-
-
-def _if_match(args: argparse.Namespace) -> dict[str, str]:
-    """The `If-Match` header `--if-match VERSION` asks for (none without it)."""
-    version = args.if_match
-    if version is None:
-        return {}
-    return {"If-Match": version if version == "*" else f'"{version}"'}
-
-
-def _list(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("GET", "/schedules", query=_page_query(args))
-
-
-def _get(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("GET", _schedule_path(args), query=EVERY_AGENT)
-
-
-def _create(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("POST", "/schedules", body=create_body(args))
-
-
-def _patch(client: Client, args: argparse.Namespace) -> Reply:
-    body = request_body(args, run_as_key="run_as_user_id")
-    return client.call(
-        "PATCH", _schedule_path(args), body=body, query=EVERY_AGENT, headers=_if_match(args)
-    )
-
-
-def _delete(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("DELETE", _schedule_path(args), query=EVERY_AGENT, headers=_if_match(args))
-
-
-def _trigger(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("POST", _schedule_path(args, "/trigger"), query=EVERY_AGENT)
-
-
-def _backfill(client: Client, args: argparse.Namespace) -> Reply:
-    body: dict[str, JSON] = {"start": args.start, "end": args.end}
-    if args.max_runs is not None:
-        body["max_runs"] = args.max_runs
-    return client.call("POST", _schedule_path(args, "/backfill"), body=body, query=EVERY_AGENT)
-
-
-def _preview(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("GET", _schedule_path(args, "/prompt-preview"), query=EVERY_AGENT)
-
-
-def _runs(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("GET", _schedule_path(args, "/runs"), query=_page_query(args))
-
-
-def _history(client: Client, args: argparse.Namespace) -> Reply:
-    return client.call("GET", _schedule_path(args, "/history"), query=_page_query(args))
-
-
 def _client(args: argparse.Namespace) -> Client:
-    token = os.environ.get(TOKEN_ENV, "")
-    if not token:
-        raise CliError(f"set {TOKEN_ENV} to a service-user token", EXIT_USAGE)
-    return Client(base_url=args.url, org=args.org, token=token)
+    return environment_client(args.url, args.org)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -581,15 +232,22 @@ class _Command:
 
 
 _COMMANDS: Final = (
-    _Command("list", "list the org's schedules", _list, _render_schedules, paged=True),
-    _Command("get", "show one schedule", _get, render_fields, takes_id=True, shows_version=True),
+    _Command("list", "list the org's schedules", list_schedules, render_schedules, paged=True),
     _Command(
-        "create", "create a schedule", _create, render_fields, fields=True, shows_version=True
+        "get", "show one schedule", get_schedule, render_fields, takes_id=True, shows_version=True
+    ),
+    _Command(
+        "create",
+        "create a schedule",
+        create_schedule,
+        render_fields,
+        fields=True,
+        shows_version=True,
     ),
     _Command(
         "patch",
         "change a schedule",
-        _patch,
+        patch_schedule,
         render_fields,
         takes_id=True,
         fields=True,
@@ -597,13 +255,18 @@ _COMMANDS: Final = (
         shows_version=True,
     ),
     _Command(
-        "delete", "delete a schedule", _delete, _render_deleted, takes_id=True, conditional=True
+        "delete",
+        "delete a schedule",
+        delete_schedule,
+        render_deleted,
+        takes_id=True,
+        conditional=True,
     ),
-    _Command("trigger", "fire a schedule now", _trigger, render_fields, takes_id=True),
+    _Command("trigger", "fire a schedule now", trigger_schedule, render_fields, takes_id=True),
     _Command(
         "backfill",
         "fire the past cron instants of [--start, --end) that have no run, paced",
-        _backfill,
+        backfill_schedule,
         render_fields,
         takes_id=True,
         ranged=True,
@@ -611,18 +274,18 @@ _COMMANDS: Final = (
     _Command(
         "preview",
         "the prompt the next fire sends (templates rendered)",
-        _preview,
+        preview_prompt,
         render_fields,
         takes_id=True,
     ),
     _Command(
-        "runs", "a schedule's runs, newest first", _runs, _render_runs, takes_id=True, paged=True
+        "runs", "a schedule's runs, newest first", list_runs, render_runs, takes_id=True, paged=True
     ),
     _Command(
         "history",
         "a schedule's edit history, newest first",
-        _history,
-        _render_history,
+        list_history,
+        render_history,
         takes_id=True,
         paged=True,
     ),

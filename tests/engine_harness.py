@@ -20,7 +20,8 @@ import aiohttp
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
 from daemon.following import FollowPlan
-from daemon.launchers import HttpLauncher, Launcher
+from daemon.launcher_http import HttpLauncher
+from daemon.launchers import Launcher
 from daemon.org_limits import OrgLimits
 from daemon.retry import Backoff
 from daemon.sessions import DevinSessionPoller

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from daemon.config import LauncherConfig
-from daemon.launchers import CommandLauncher
+from daemon.launcher_command import CommandLauncher
 from storage.domain import Run
 from storage.enums import RunStatus
 from storage.identities import DirectoryRef

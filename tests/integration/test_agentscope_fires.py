@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
-from daemon.launchers import HttpLauncher
+from daemon.launcher_http import HttpLauncher
 from storage.clock import SystemClock
 from storage.domain import FinishedRun
 from storage.identities import DirectoryRef, User

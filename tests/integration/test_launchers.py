@@ -19,12 +19,10 @@ import aiohttp
 import pytest
 
 from daemon.config import LauncherConfig
-from daemon.launchers import (
-    CommandLauncher,
-    HttpLauncher,
-    LaunchRequest,
-    build_launcher,
-)
+from daemon.launcher_command import CommandLauncher
+from daemon.launcher_http import HttpLauncher
+from daemon.launcher_routes import build_one
+from daemon.launchers import LaunchRequest
 from daemon.retry import Backoff
 from storage.domain import Schedule
 from tests.conftest import ORG
@@ -345,11 +343,11 @@ async def test_a_timed_out_command_and_everything_it_started_are_killed(tmp_path
     await eventually(lambda: not _alive(grandchild), within=3.0)  # SIGKILL lands asynchronously
 
 
-def test_build_launcher_picks_the_configured_type(tmp_path: Path) -> None:
+def test_build_one_picks_the_configured_type(tmp_path: Path) -> None:
     http = object.__new__(aiohttp.ClientSession)  # never used to send anything here
     command = LauncherConfig(type="command", command=["true"])
-    assert isinstance(build_launcher(command, http=http, workdir=tmp_path), CommandLauncher)
-    assert isinstance(build_launcher(LauncherConfig(), http=http, workdir=tmp_path), HttpLauncher)
+    assert isinstance(build_one(command, http=http, workdir=tmp_path), CommandLauncher)
+    assert isinstance(build_one(LauncherConfig(), http=http, workdir=tmp_path), HttpLauncher)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from daemon.config import LauncherConfig
-from daemon.launchers import HttpLauncher
+from daemon.launcher_http import HttpLauncher
 from daemon.pacer import Pacer, PendingLaunch
 from daemon.retry import Backoff
 from storage.domain import Run, Schedule

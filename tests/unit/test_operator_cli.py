@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 
 from daemon.cli import build_parser
-from daemon.operator_cli import (
-    create_body,
-    history_row,
-    render_fields,
-    request_body,
-    separate_json_body,
-)
+from daemon.operator_cli import separate_json_body
+from daemon.operator_render import history_row, render_fields
+from daemon.operator_requests import create_body, request_body
 
 SCHED = "sched-0123456789abcdef"
 
