@@ -35,7 +35,7 @@ from api.auth import authorize
 from api.body import parse_body, parse_query
 from api.conditional import ETAG_HEADER, IF_MATCH_HEADER, etag, if_match, require_match
 from api.errors import ApiError, Unprocessable, unprocessable
-from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
+from api.keys import ANSWERS, CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
 from api.views import EDIT_HEADERS, answer_headers, edit_headers, respond, send_encoded
 from storage.catalogue import wire_names
@@ -184,15 +184,20 @@ def schedule_changes(body: UpdateScheduleRequest) -> dict[str, Any]:
 )
 async def list_schedules(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
-    # Unpaged, as AgentScope answers it: read and encoded off the loop, however many.
-    body = await request.app[STORE].encode_schedules(
-        caller.org_id,
-        json_rows.AGENTSCOPE_SCHEDULE_FIELDS,
-        json_rows.agentscope_schedule_list,
-        limit=None,
-        owner_user_id=caller.user_id,
-    )
-    return await send_encoded(request, body)
+    store = request.app[STORE]
+
+    async def read() -> bytes:
+        # Unpaged, as AgentScope answers it: read and encoded off the loop, however many.
+        return await store.encode_schedules(
+            caller.org_id,
+            json_rows.AGENTSCOPE_SCHEDULE_FIELDS,
+            json_rows.agentscope_schedule_list,
+            limit=None,
+            owner_user_id=caller.user_id,
+        )
+
+    key = ("agentscope-schedules", caller.org_id, caller.user_id)
+    return await send_encoded(request, await request.app[ANSWERS].answer(key, read))
 
 
 @operation(

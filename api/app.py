@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import backfill, health, history, openapi, playbooks, prompt_preview, runs, schedules
+from api.answer_cache import AnswerCache
 from api.errors import error_middleware
-from api.keys import CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
+from api.keys import ANSWERS, CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
 from api.ports import DaemonFacts, Lifecycle, ScheduleEvents
 from storage.clock import Clock
 from storage.identities import DirectoryRef
@@ -31,6 +32,7 @@ def create_app(
     """
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[STORE] = store
+    app[ANSWERS] = AnswerCache(store)
     app[EVENTS] = events
     app[DIRECTORY] = directory
     app[CLOCK] = clock

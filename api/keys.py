@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from api.answer_cache import AnswerCache
 from api.ports import Lifecycle, ScheduleEvents
 from storage.clock import Clock
 from storage.identities import DirectoryRef
@@ -32,3 +33,4 @@ DIRECTORY = web.AppKey("directory", DirectoryRef)
 CLOCK = web.AppKey("clock", Clock)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SETTINGS = web.AppKey("settings", ApiSettings)
+ANSWERS = web.AppKey("answers", AnswerCache)

@@ -271,6 +271,8 @@ class Database:
         self._inline: Engine | None = None
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.generation = 0
+        """Moves before and after every batch the writer commits (see `Store.generation`)."""
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -415,12 +417,16 @@ class Database:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_WriteOp]) -> None:
+        # Before: an answer read from here on may see the batch, and is remembered under a
+        # generation that is over once the batch is. After: before any writer hears back.
+        self.generation += 1
         try:
             await self._in_writer_thread(self._connections.use, self._writer, _batch_of(batch))
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             error = _unavailable(exc)
             for op in batch:
                 op.error = error
+        self.generation += 1
         for op in batch:
             if op.future.done():
                 continue

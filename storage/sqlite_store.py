@@ -103,6 +103,9 @@ class SqliteStore:
         # An unpaged list may be any length: it must not hold up the engine's reads.
         return await (self.db.read(op) if limit is not None else self.db.read_bulk(op))
 
+    def generation(self) -> int | None:
+        return self.db.generation  # one writer, this process: every write is seen here
+
     async def find_schedule_by_name(self, org_id: str, name: str) -> Schedule | None:
         return await self.db.read(lambda conn: sqlite_schedules.by_name(conn, org_id, name))
 

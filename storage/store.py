@@ -184,6 +184,17 @@ class Store(Protocol):
         """
         ...
 
+    def generation(self) -> int | None:
+        """A number that moves with every write this store commits, or None when writers
+        this process does not see (other members of a fleet) share the database.
+
+        An answer read while `generation()` is g reflects every write acknowledged before
+        it was read; while `generation()` is still g, no write has been acknowledged since.
+        So an answer kept with the g read just before it was read may be answered again as
+        long as `generation()` is g. Never raises.
+        """
+        ...
+
     async def find_schedule_by_name(self, org_id: str, name: str) -> Schedule | None:
         """The live schedule named `name` in `org_id` (one of them if several), or None.
 
