@@ -127,7 +127,7 @@ def _check_file(path: Path) -> None:
             names = {row[0] for row in conn.execute(_TABLES)}
     except sqlite3.Error as exc:
         raise SchemaError(f"cannot open {path}: {exc} (refusing to use it)") from exc
-    _check_version(version, names)
+    check_version(version, names)
 
 
 _TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
@@ -164,7 +164,7 @@ def _align_companions(path: Path) -> None:
                 companion.chmod(mode)
 
 
-def _check_version(version: int, table_names: set[str]) -> None:
+def check_version(version: int, table_names: set[str]) -> None:
     """SchemaError unless the schema version is one this agentcron can open or upgrade."""
     if version == 0 and table_names:
         raise SchemaError(
@@ -180,7 +180,7 @@ def _check_version(version: int, table_names: set[str]) -> None:
 def _prepare_schema(conn: Connection) -> None:
     """Create a new database, upgrade an older one, refuse a newer or foreign one."""
     version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-    _check_version(version, set(conn.exec_driver_sql(_TABLES).scalars()))
+    check_version(version, set(conn.exec_driver_sql(_TABLES).scalars()))
     if version == 0:
         SQLModel.metadata.create_all(conn)  # a new database has the current schema
     else:
@@ -199,13 +199,16 @@ class Database:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         writer: Engine,
         reader: Engine,
         writer_thread: ThreadPoolExecutor,
         reader_threads: ThreadPoolExecutor,
+        *,
+        group_commit: bool = True,
     ) -> None:
-        self.path = path
+        self.path = path  # None for a server database (PostgreSQL)
+        self._group_commit = group_commit
         self._writer = writer
         self._reader = reader
         self._writer_thread = writer_thread
@@ -240,8 +243,12 @@ class Database:
                 raise
             raise SchemaError(f"cannot open {path}: {getattr(exc, 'orig', exc)}") from exc
         _align_companions(path)
-        db._task = asyncio.create_task(db._write_loop(), name="store-writer")
+        db.start_writing()
         return db
+
+    def start_writing(self) -> None:
+        """Start the task that serves `write`, once the schema is ready."""
+        self._task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:
@@ -305,6 +312,10 @@ class Database:
         await self._queue.put(_WriteOp(fn, future))
         return await future
 
+    async def in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the writer's thread (before the write loop starts: the schema)."""
+        return await self._in_writer_thread(fn, *args)
+
     async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
 
@@ -323,8 +334,9 @@ class Database:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_WriteOp]) -> None:
+        apply = _batch_of(batch) if self._group_commit else _each_of(batch)
         try:
-            await self._in_writer_thread(self._connections.use, self._writer, _batch_of(batch))
+            await self._in_writer_thread(self._connections.use, self._writer, apply)
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             error = _unavailable(exc)
             for op in batch:
@@ -395,6 +407,42 @@ class _ThreadConnections:
 
 def _batch_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
     return lambda conn: _apply_batch(conn, batch)
+
+
+def _each_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
+    return lambda conn: _apply_each(conn, batch)
+
+
+RETRIES = 3
+"""Attempts of one operation that a server database aborted to break a deadlock or a
+serialization conflict with another process's transaction."""
+
+
+def _apply_each(conn: Connection, batch: list[_WriteOp]) -> None:
+    """One transaction per operation, in order (for a server database, where a commit costs
+    a round trip rather than an fsync of a shared file and other processes write too).
+
+    An operation aborted by the server to resolve a conflict with another process (a
+    deadlock, a serialization failure) runs again: operations are functions of the
+    database alone.
+    """
+    for op in batch:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with conn.begin():
+                    op.result = op.fn(conn)
+            except DBAPIError as exc:
+                if _retryable(exc) and attempt < RETRIES:
+                    continue
+                op.error = _unavailable(exc) if isinstance(exc, OperationalError) else exc
+            except Exception as exc:
+                op.error = exc
+            break
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    # SQLSTATE 40001 serialization_failure, 40P01 deadlock_detected
+    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")
 
 
 class _Replay(Exception):

@@ -30,6 +30,13 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = String(26)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        # Byte order, whatever the server's locale: a locale's collation may weigh the
+        # punctuation apart from the digits, and the text must sort as the time does.
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(String(26, collation="C"))
+        return dialect.type_descriptor(String(26))
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
