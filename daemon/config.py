@@ -36,6 +36,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from daemon.config_checks import cross_problems
 from daemon.config_lines import KeyLines
 from daemon.config_schedules import ScheduleConfig as ScheduleConfig
+from daemon.config_sections import DEFAULT_DATABASE, FleetConfig
 from daemon.config_sections import AgentScopeConfig as AgentScopeConfig
 from daemon.config_sections import IdentityConfig as IdentityConfig
 from daemon.config_sections import LauncherConfig as LauncherConfig
@@ -61,7 +62,8 @@ class Config(Section):
     """Everything the daemon is configured with; every section is optional."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
+    storage: StorageConfig = Field(default_factory=lambda: StorageConfig(path=DEFAULT_DATABASE))
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
@@ -174,7 +176,8 @@ def load_storage_path(path: str | os.PathLike[str]) -> Path:
     text = _read_text(source)
     data = _parse_toml(text, source)
     try:
-        config = Config.model_validate({"storage": data.get("storage", {})})
+        sections = {"storage": data["storage"]} if "storage" in data else {}
+        config = Config.model_validate(sections)
     except ValidationError as error:
         raise ConfigError(_problems(error, text, source)) from None
     return _anchored(config, source).storage.path

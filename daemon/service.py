@@ -34,6 +34,8 @@ from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
+from storage.postgres_db import display_url
+from storage.postgres_store import PostgresStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
 
@@ -91,11 +93,12 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         config = self.config
-        # First of all: a second daemon on this database stops here, having written nothing.
-        stack.enter_context(lock_database(config.storage.path))
+        if not config.storage.is_postgres:
+            # First of all: a second daemon on this file stops here, having written nothing.
+            stack.enter_context(lock_database(config.storage.path))
         fd_limit = raise_fd_limit(config.server.max_connections)
         log_config_warnings(config)
-        store = await SqliteStore.open(config.storage.path)
+        store = await open_store(config)
         stack.push_async_callback(store.close)
         directory = DirectoryRef(build_directory(config))
         await store.replace_identities(directory.current)
@@ -128,7 +131,7 @@ class Daemon:
         log.info(
             "daemon_ready",
             listen=config.server.listen,
-            storage=str(config.storage.path),
+            storage=storage_name(config),
             fd_limit=fd_limit.soft,
         )
 
@@ -197,6 +200,20 @@ class Daemon:
             log.error("background_task_died", task=task.get_name(), error=repr(error))
             died = True
         return died
+
+
+async def open_store(config: Config) -> SqliteStore:
+    """The store the configuration names: a PostgreSQL database or a SQLite file."""
+    if config.storage.url is not None:
+        return await PostgresStore.connect(config.storage.url)
+    return await SqliteStore.open(config.storage.path)
+
+
+def storage_name(config: Config) -> str:
+    """The store for logs: the file, or the URL without its password."""
+    if config.storage.url is not None:
+        return display_url(config.storage.url)
+    return str(config.storage.path)
 
 
 def serve(config_path: Path) -> int:

@@ -1,0 +1,56 @@
+"""`[storage]`: a SQLite path or a PostgreSQL URL, exactly one; `[fleet]` timing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import ConfigError, load_config
+from tests.unit.test_config import load_error, write_config
+
+URL = "postgresql://agentcron@db.internal/agentcron"
+
+
+def test_a_url_selects_postgresql(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, f'[storage]\nurl = "{URL}"\n'))
+    assert config.storage.is_postgres and config.storage.url == URL
+
+
+def test_no_storage_section_is_the_default_sqlite_file(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, ""))
+    assert not config.storage.is_postgres
+    assert config.storage.path == tmp_path / "agentcron.db"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (f'path = "a.db"\nurl = "{URL}"', "not both"),
+        ("", "set path (a SQLite file) or url"),
+    ],
+)
+def test_path_and_url_are_exclusive_and_one_is_needed(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    error = load_error(tmp_path, f"[storage]\n{body}\n")
+    (problem,) = error.problems
+    assert problem.key.startswith("storage") and message in problem.message
+
+
+def test_a_url_of_another_database_is_refused(tmp_path: Path) -> None:
+    error = load_error(tmp_path, '[storage]\nurl = "mysql://db/agentcron"\n')
+    (problem,) = error.problems
+    assert problem.key == "storage.url" and "postgresql://" in problem.message
+
+
+def test_fleet_timing_reads_durations(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, '[fleet]\nheartbeat = "1s"\nlease = "4s"\n'))
+    assert (config.fleet.heartbeat, config.fleet.lease) == (1.0, 4.0)
+    defaults = load_config(write_config(tmp_path, "")).fleet
+    assert (defaults.heartbeat, defaults.lease) == (2.0, 10.0)
+
+
+def test_a_lease_not_longer_than_the_heartbeat_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="lease must be longer than heartbeat"):
+        load_config(write_config(tmp_path, '[fleet]\nheartbeat = "5s"\nlease = "5s"\n'))
