@@ -17,6 +17,9 @@ from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
 
+CHANNEL = "agentcron_schedules"
+"""The PostgreSQL notification channel of schedule changes (`storage.fleet_members`)."""
+
 _INSERTS: dict[str, Callable[..., Any]] = {
     "sqlite": sqlite.insert,
     "postgresql": postgresql.insert,
@@ -43,6 +46,16 @@ def serialize(conn: Connection, topic: str) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(advisory_key(topic))))
+
+
+def announce(conn: Connection, schedule_id: str) -> None:
+    """Tell every member of a fleet, once this transaction commits, that the schedule changed.
+
+    SQLite has one daemon, which re-times the schedule itself; PostgreSQL notifies the
+    listeners of `storage.fleet_members.CHANNEL` (delivered on commit, dropped on rollback).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_notify(CHANNEL, schedule_id)))
 
 
 def advisory_key(topic: str) -> int:

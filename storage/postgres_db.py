@@ -23,6 +23,7 @@ from storage import (
 )
 from storage.db import MIGRATIONS, READERS, SCHEMA_VERSION, Database, check_version
 from storage.errors import SchemaError
+from storage.fleet_members import FLEET_METADATA
 
 DRIVER = "postgresql+psycopg"
 SCHEMA_LOCK = "schema"
@@ -99,10 +100,11 @@ def prepare_schema(conn: Connection) -> None:
     names = set(conn.execute(text(_TABLES)).scalars())
     conn.exec_driver_sql(_CREATE_VERSION_TABLE)
     version = stored_version(conn)
-    check_version(version, names - {"agentcron_schema"})
+    check_version(version, names - {"agentcron_schema", "fleet_members"})
     if version == 0:
         SQLModel.metadata.create_all(conn)
         conn.exec_driver_sql(_INSERTION_ORDER)
+        FLEET_METADATA.create_all(conn)
     else:
         for old in range(version, SCHEMA_VERSION):
             MIGRATIONS[old](conn)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 
-from storage import prepared, rules
+from storage import dialects, prepared, rules
 from storage.domain import Schedule
 from storage.errors import NotFound
 from storage.sqlite_rows import chunks, page, rows_by_id, schedule, schedule_of, values_of
@@ -44,6 +44,7 @@ explicit `rowid` column from a sequence (`storage.postgres_db`)."""
 
 def insert(conn: Connection, stored: Schedule) -> Schedule:
     prepared.INSERT_SCHEDULE.run(conn, **values_of(stored))
+    dialects.announce(conn, stored.id)
     return stored
 
 
@@ -90,6 +91,7 @@ def edit(
     if check is not None:
         check(before, after)
     _write(conn, before, after, {*changes, *rules.EDIT_ALSO_CHANGES})
+    dialects.announce(conn, schedule_id)
     return after
 
 
