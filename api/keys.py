@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from api.ports import Lifecycle, ScheduleEvents
+from api.ports import FleetView, Lifecycle, ScheduleEvents
 from storage.clock import Clock
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -31,4 +31,5 @@ EVENTS = web.AppKey("events", ScheduleEvents)
 DIRECTORY = web.AppKey("directory", DirectoryRef)
 CLOCK = web.AppKey("clock", Clock)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+FLEET = web.AppKey("fleet", FleetView)
 SETTINGS = web.AppKey("settings", ApiSettings)

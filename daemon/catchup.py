@@ -93,10 +93,17 @@ class CatchUp:
 
     # -- recovery --------------------------------------------------------------------------
 
-    async def recover(self, now: datetime, *, idempotent: bool) -> tuple[int, list[PendingLaunch]]:
+    async def recover(
+        self, now: datetime, *, idempotent: bool, keep: Callable[[Run], bool] | None = None
+    ) -> tuple[int, list[PendingLaunch]]:
         """Interrupt the stuck runs that may have reached the session service; queue the
-        others (relaunch, re-send). Answers how many were interrupted, and the queued."""
+        others (relaunch, re-send). Answers how many were interrupted, and the queued.
+
+        `keep` picks the runs to recover among those `launching` (None: every one).
+        """
         runs = await self.store.launching_runs()
+        if keep is not None:
+            runs = [run for run in runs if keep(run)]
         schedules = await self.store.get_schedules({run.schedule_id for run in runs})
         window = self._settings().catchup_window
         interrupted, pending = [], []

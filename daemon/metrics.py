@@ -32,3 +32,6 @@ CATCHUP_RUNS = Counter(
 MISSED_RUNS = Counter(
     "agentcron_missed_runs_total", "Missed runs recorded (each may stand for many instants)."
 )
+FLEET_MEMBERS = Gauge(
+    "agentcron_fleet_members", "Live members of the fleet sharing the database (1 on SQLite)."
+)

@@ -25,6 +25,7 @@ from api.keys import ApiSettings
 from daemon.config import Config
 from daemon.engine import Engine
 from daemon.fdlimit import raise_fd_limit
+from daemon.fleet import LocalFleet, PostgresFleet
 from daemon.identity import build_directory
 from daemon.launchers import build_launcher
 from daemon.notify import Notifier
@@ -100,6 +101,7 @@ class Daemon:
         log_config_warnings(config)
         store = await open_store(config)
         stack.push_async_callback(store.close)
+        fleet = await join_fleet(store, config)
         directory = DirectoryRef(build_directory(config))
         await store.replace_identities(directory.current)
         http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -114,16 +116,22 @@ class Daemon:
             settings=config.scheduler,
             launcher=build_launcher(config.launcher, http=http, workdir=config.source_path.parent),
             on_finished=notifier.run_finished,
+            owns=fleet.owns,
+            recovery_age=recovery_age(config),
         )
+        fleet.attach(engine)
         self.engine = engine
+        self.fleet = fleet
         self.reloader = Reloader(
             self, store=store, engine=engine, notifier=notifier, directory=directory, http=http
         )
         await self.reloader.bootstrap(config)
         await engine.start()
         stack.push_async_callback(engine.stop, config.scheduler.shutdown_grace)
+        await fleet.start()
+        stack.push_async_callback(fleet.stop)  # leaves first: the others take over sooner
         await self._start_http(stack, store, engine, directory)
-        self._watch(store.db.writer_task, *engine.background_tasks())
+        self._watch(store.db.writer_task, *engine.background_tasks(), *fleet.background_tasks())
         if self.systemd.watchdog_interval is not None:
             self._watch(asyncio.create_task(run_watchdog(self.systemd, engine.healthy)))
         self.state = RunState.SERVING
@@ -146,6 +154,8 @@ class Daemon:
             lifecycle=self,
             settings=api_settings(self.config),
             facts=self,
+            # A lone daemon's /readyz stays as it was: the fleet is named where there is one.
+            fleet=self.fleet if isinstance(self.fleet, PostgresFleet) else None,
         )
         server = self.config.server
         try:
@@ -207,6 +217,23 @@ async def open_store(config: Config) -> SqliteStore:
     if config.storage.url is not None:
         return await PostgresStore.connect(config.storage.url)
     return await SqliteStore.open(config.storage.path)
+
+
+async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | PostgresFleet:
+    """The fleet this daemon is a member of: of one on SQLite; on PostgreSQL, joined now."""
+    if not isinstance(store, PostgresStore):
+        return LocalFleet()
+    fleet = PostgresFleet(store, config.fleet)
+    await fleet.join()
+    return fleet
+
+
+def recovery_age(config: Config) -> float | None:
+    """How old a run left `launching` must be before a fleet member recovers it: older than
+    any launch of a live member can take (None: a lone daemon recovers all at start)."""
+    if not config.storage.is_postgres:
+        return None
+    return config.launcher.timeout + config.fleet.lease
 
 
 def storage_name(config: Config) -> str:
