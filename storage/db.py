@@ -34,14 +34,19 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel
 
-from storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage import (
+    schema_versions,
+    tables,  # noqa: F401  (registers the tables on SQLModel.metadata)
+)
 from storage.errors import SchemaError, StoreUnavailable
 from storage.errors import StoreError as StoreError  # re-exported: its earlier home
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2
-"""Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
+"""Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n, run
+by the Alembic revision of version n + 1 (`storage/migrations/versions/`; see
+`storage.schema_versions` and ARCHITECTURE.md)."""
 
 
 def _add_run_dispatched_at(conn: Connection) -> None:
@@ -130,6 +135,23 @@ def _check_file(path: Path) -> None:
     check_version(version, names)
 
 
+def file_version(path: Path) -> int:
+    """The schema version of the database file at `path`, read without writing anything
+    (0: no file, or an empty one). Raises SchemaError for a file SQLite cannot read.
+
+    Read-only, but not immutable: a daemon serving the file may hold the latest version in
+    its write-ahead log."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise SchemaError(f"cannot read {path}: {exc}") from exc
+
+
 _TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
 _COMPANIONS = ("-wal", "-shm")
 
@@ -178,14 +200,19 @@ def check_version(version: int, table_names: set[str]) -> None:
 
 
 def _prepare_schema(conn: Connection) -> None:
-    """Create a new database, upgrade an older one, refuse a newer or foreign one."""
-    version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-    check_version(version, set(conn.exec_driver_sql(_TABLES).scalars()))
+    """Create a new database, upgrade an older one (`storage.schema_versions`), refuse a
+    newer or foreign one."""
+    names = set(conn.exec_driver_sql(_TABLES).scalars())
+    pragma = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+    version = max(pragma, schema_versions.recorded_version(conn, names))
+    check_version(version, names)
     if version == 0:
         SQLModel.metadata.create_all(conn)  # a new database has the current schema
-    else:
-        for old in range(version, SCHEMA_VERSION):
-            MIGRATIONS[old](conn)
+        schema_versions.stamp(conn, SCHEMA_VERSION)
+    elif version < SCHEMA_VERSION:
+        schema_versions.upgrade(conn, version)
+    elif schema_versions.recorded_version(conn, names) != version:
+        schema_versions.stamp(conn, version)  # made before versions were Alembic's too
     conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -3,8 +3,8 @@
 What differs from a SQLite file: the engines (psycopg 3, a pool per role), one transaction
 per write instead of group commit (a commit is a round trip to the server, and other
 processes of a fleet write too), reads always on reader threads (a network read must never
-hold the event loop), and the schema: a version row in `agentcron_schema` instead of
-`PRAGMA user_version`, prepared by one process at a time under an advisory lock.
+hold the event loop), and the schema: its version only in Alembic's table (no
+`PRAGMA user_version`), prepared by one process at a time under an advisory lock.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import SQLModel
 
 from storage import (
     dialects,
+    schema_versions,
     tables,  # noqa: F401  (registers the tables on SQLModel.metadata)
 )
-from storage.db import MIGRATIONS, READERS, SCHEMA_VERSION, Database, check_version
+from storage.db import READERS, SCHEMA_VERSION, Database, check_version
 from storage.errors import SchemaError
 from storage.fleet_members import FLEET_METADATA
 
@@ -29,7 +30,6 @@ DRIVER = "postgresql+psycopg"
 SCHEMA_LOCK = "schema"
 """The advisory lock under which a member creates or upgrades the schema."""
 
-_CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS agentcron_schema (version INTEGER NOT NULL)"
 _INSERTION_ORDER = "ALTER TABLE schedules ADD COLUMN rowid BIGSERIAL"
 """SQLite numbers rows in insertion order by itself (`rowid`); lists in creation order rely on
 it. PostgreSQL gets the same, explicitly."""
@@ -98,24 +98,34 @@ def prepare_schema(conn: Connection) -> None:
     process at a time (the lock is held until the transaction ends)."""
     conn.execute(select(func.pg_advisory_xact_lock(dialects.advisory_key(SCHEMA_LOCK))))
     names = set(conn.execute(text(_TABLES)).scalars())
-    conn.exec_driver_sql(_CREATE_VERSION_TABLE)
-    version = stored_version(conn)
-    check_version(version, names - {"agentcron_schema", "fleet_members"})
+    version = schema_versions.recorded_version(conn, names)
+    check_version(version, names - {schema_versions.VERSION_TABLE})
     if version == 0:
         SQLModel.metadata.create_all(conn)
         conn.exec_driver_sql(_INSERTION_ORDER)
         FLEET_METADATA.create_all(conn)
-    else:
-        for old in range(version, SCHEMA_VERSION):
-            MIGRATIONS[old](conn)
-    conn.exec_driver_sql("DELETE FROM agentcron_schema")
-    conn.execute(text("INSERT INTO agentcron_schema (version) VALUES (:v)"), {"v": SCHEMA_VERSION})
+        schema_versions.stamp(conn, SCHEMA_VERSION)
+    elif version < SCHEMA_VERSION:
+        schema_versions.upgrade(conn, version)
+
+
+def server_version(url: str) -> int:
+    """The schema version of the database at `url`, read without writing (0: none yet).
+    Raises SchemaError when the server cannot be reached."""
+    engine = create_engine(engine_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return stored_version(conn)
+    except DBAPIError as exc:
+        raise SchemaError(f"cannot open {display_url(url)}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
 
 
 def stored_version(conn: Connection) -> int:
-    """The schema version recorded in the database (0: none yet)."""
-    version = conn.exec_driver_sql("SELECT max(version) FROM agentcron_schema").scalar_one()
-    return int(version or 0)
+    """The schema version the database records (0: none yet)."""
+    names = set(conn.execute(text(_TABLES)).scalars())
+    return schema_versions.recorded_version(conn, names)
 
 
 _TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"

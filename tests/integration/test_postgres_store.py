@@ -16,6 +16,7 @@ import pytest
 from storage.db import SCHEMA_VERSION
 from storage.errors import SchemaError
 from storage.postgres_store import PostgresStore
+from storage.schema_versions import revision_of
 from tests.integration.test_store import NOW, launching, recurring
 from tests.postgres_cluster import cluster
 
@@ -37,21 +38,20 @@ async def test_a_new_database_records_the_schema_version(url: str) -> None:
     store = await PostgresStore.connect(url)
     await store.close()
     with psycopg.connect(url) as conn:
-        (version,) = conn.execute("SELECT version FROM agentcron_schema").fetchone() or (None,)
-    assert version == SCHEMA_VERSION
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+    assert revision == revision_of(SCHEMA_VERSION)
 
 
 async def test_a_newer_schema_is_refused_and_left_alone(url: str) -> None:
+    newer = revision_of(SCHEMA_VERSION + 1)
     store = await PostgresStore.connect(url)
     await store.close()
     with psycopg.connect(url) as conn:
-        conn.execute("UPDATE agentcron_schema SET version = %s", (SCHEMA_VERSION + 1,))
+        conn.execute("UPDATE alembic_version SET version_num = %s", (newer,))
     with pytest.raises(SchemaError, match="newer than this agentcron"):
         await PostgresStore.connect(url)
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM agentcron_schema").fetchone() == (
-            SCHEMA_VERSION + 1,
-        )
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (newer,)
 
 
 async def test_foreign_tables_without_a_version_are_refused(url: str) -> None:
