@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from daemon.db_cli import add_db_commands
 from daemon.operator_cli import add_commands as add_operator_commands
 from daemon.operator_cli import separate_json_body
 from storage import cron
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--prefix", default="cog_")
     new.set_defaults(func=_token_new)
 
+    add_db_commands(commands)
     add_operator_commands(commands)
     return parser
 

@@ -167,10 +167,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def load_storage_path(path: str | os.PathLike[str]) -> Path:
-    """The database file that the configuration at `path` names, reading only `[storage]`.
+    """The SQLite file the configuration at `path` names (see `load_storage`)."""
+    return load_storage(path).path
 
-    For tools that need the file and nothing else (`agentcron backup`): the secrets that the
-    rest of the file names need not be at hand. Raises ConfigError as `load_config` does.
+
+def load_storage(path: str | os.PathLike[str]) -> StorageConfig:
+    """The `[storage]` section of the configuration at `path`, reading nothing else.
+
+    For tools that need the database and nothing else (`agentcron backup`, `agentcron db`):
+    the secrets that the rest of the file names need not be at hand. Raises ConfigError as
+    `load_config` does.
     """
     source = Path(path).absolute()
     text = _read_text(source)
@@ -180,7 +186,7 @@ def load_storage_path(path: str | os.PathLike[str]) -> Path:
         config = Config.model_validate(sections)
     except ValidationError as error:
         raise ConfigError(_problems(error, text, source)) from None
-    return _anchored(config, source).storage.path
+    return _anchored(config, source).storage
 
 
 def _anchored(config: Config, source: Path) -> Config:

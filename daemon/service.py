@@ -22,7 +22,7 @@ import structlog
 from api.app import create_app
 from api.http_server import start_http_server
 from api.keys import ApiSettings
-from daemon.config import Config
+from daemon.config import Config, StorageConfig
 from daemon.engine import Engine
 from daemon.fdlimit import raise_fd_limit
 from daemon.fleet import LocalFleet, PostgresFleet
@@ -33,9 +33,10 @@ from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
+from storage.db import SCHEMA_VERSION, file_version
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
-from storage.postgres_db import display_url
+from storage.postgres_db import display_url, server_version
 from storage.postgres_store import PostgresStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
@@ -99,7 +100,7 @@ class Daemon:
             stack.enter_context(lock_database(config.storage.path))
         fd_limit = raise_fd_limit(config.server.max_connections)
         log_config_warnings(config)
-        store = await open_store(config)
+        store = await open_store(config.storage)
         stack.push_async_callback(store.close)
         fleet = await join_fleet(store, config)
         directory = DirectoryRef(build_directory(config))
@@ -212,11 +213,20 @@ class Daemon:
         return died
 
 
-async def open_store(config: Config) -> SqliteStore:
-    """The store the configuration names: a PostgreSQL database or a SQLite file."""
-    if config.storage.url is not None:
-        return await PostgresStore.connect(config.storage.url)
-    return await SqliteStore.open(config.storage.path)
+async def open_store(storage: StorageConfig) -> SqliteStore:
+    """The store `[storage]` names: a PostgreSQL database or a SQLite file (created or
+    upgraded as it opens)."""
+    if storage.url is not None:
+        return await PostgresStore.connect(storage.url)
+    return await SqliteStore.open(storage.path)
+
+
+def schema_versions(storage: StorageConfig) -> tuple[int, int]:
+    """The schema version of the database `[storage]` names (0: none yet), read without
+    writing, and the one this agentcron uses. Raises StoreError."""
+    if storage.url is not None:
+        return server_version(storage.url), SCHEMA_VERSION
+    return file_version(storage.path), SCHEMA_VERSION
 
 
 async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | PostgresFleet:
