@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -73,8 +73,16 @@ class CatchUp:
         report: Callable[[Sequence[FinishedRun]], None],
         launch: Callable[[Launch], None],
         in_progress: Callable[[str], int],
+        owns: Callable[[str], bool] = lambda _: True,
+        recovery_age: float | None = None,
     ) -> None:
         self.store = store
+        # In a fleet (`daemon.fleet`), recovery takes only runs of schedules this member
+        # owns, and only once they are `recovery_age` seconds old: younger, one may be a
+        # live member's launch in flight. None: a lone daemon recovers all, at start-up.
+        self._owns = owns
+        self.recovery_age = recovery_age
+        self._recovered: set[str] = set()
         self.clock = clock
         self._directory = directory
         self._settings = settings
@@ -93,17 +101,14 @@ class CatchUp:
 
     # -- recovery --------------------------------------------------------------------------
 
-    async def recover(
-        self, now: datetime, *, idempotent: bool, keep: Callable[[Run], bool] | None = None
-    ) -> tuple[int, list[PendingLaunch]]:
+    async def recover(self, now: datetime, *, idempotent: bool) -> tuple[int, list[PendingLaunch]]:
         """Interrupt the stuck runs that may have reached the session service; queue the
         others (relaunch, re-send). Answers how many were interrupted, and the queued.
 
-        `keep` picks the runs to recover among those `launching` (None: every one).
+        A fleet member calls it again from time to time: a member that stopped may have
+        left runs `launching` at any moment.
         """
-        runs = await self.store.launching_runs()
-        if keep is not None:
-            runs = [run for run in runs if keep(run)]
+        runs = [run for run in await self.store.launching_runs() if self._recoverable(run, now)]
         schedules = await self.store.get_schedules({run.schedule_id for run in runs})
         window = self._settings().catchup_window
         interrupted, pending = [], []
@@ -120,8 +125,16 @@ class CatchUp:
         max_failures = self._settings().max_consecutive_failures
         finished = await self.store.finish_runs(interrupted, max_consecutive_failures=max_failures)
         self._report(finished)
+        self._recovered.update(item.run.id for item in pending)  # queued once, not per sweep
         self.pacer.add(pending)
         return len(interrupted), pending
+
+    def _recoverable(self, run: Run, now: datetime) -> bool:
+        if self.recovery_age is None:
+            return True
+        if run.id in self._recovered or not self._owns(run.schedule_id):
+            return False
+        return run.started_at <= now - timedelta(seconds=self.recovery_age)
 
     # -- missed instants -------------------------------------------------------------------
 

@@ -57,11 +57,19 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from daemon.config import ConfigError, load_storage_path
+    from daemon.config import ConfigError, load_storage
     from storage.backup import BackupError, backup_database
 
     try:
-        source = load_storage_path(Path(args.config))
+        storage = load_storage(Path(args.config))
+        if storage.url is not None:
+            print(
+                "agentcron: backup copies a SQLite file; the configuration names a PostgreSQL "
+                "database ([storage] url): back it up with pg_dump",
+                file=sys.stderr,
+            )
+            return 1
+        source = storage.path
         backup_database(source, Path(args.path))
     except ConfigError as exc:
         print(f"agentcron: configuration error:\n{exc}", file=sys.stderr)

@@ -101,10 +101,6 @@ class Engine:
         self.store = store
         # A fleet member fires only the schedules it owns (`daemon.fleet`); alone, all of them.
         self._owns = owns
-        # In a fleet, a run left `launching` is recovered once this old (seconds): younger,
-        # it may be another member's launch in flight. None: alone, all of them at start-up.
-        self._recovery_age = recovery_age
-        self._recovered: set[str] = set()
         self._refill_again = False
         self.directory = directory
         self.clock = clock
@@ -128,6 +124,8 @@ class Engine:
             report=self._report,
             launch=self._start_launch,
             in_progress=self._slots.in_progress,
+            owns=owns,
+            recovery_age=recovery_age,
         )
         # Schedules between a timer firing and their advance, with the instant fired from:
         # refills and edits leave those alone.
@@ -148,9 +146,7 @@ class Engine:
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
         idempotent = self._launches.launcher.idempotent
-        interrupted, recovered = await self._catchup.recover(
-            now, idempotent=idempotent, keep=self._recoverable(now)
-        )
+        interrupted, recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
             self._finisher.start(),
             self._catchup.pacer.start(),
@@ -354,7 +350,7 @@ class Engine:
                 self._refill_again = False
                 await self._guarded("refill", self._refill())
             await self._guarded("refill", self._count_enabled())
-            if self._recovery_age is not None:
+            if self._catchup.recovery_age is not None:  # in a fleet: members that stopped
                 await self._guarded("recover", self._recover_abandoned())
         finally:
             self._horizon.refilling = False
@@ -390,28 +386,10 @@ class Engine:
         self._timers.drop(schedule_id)
         self._slots.unbuffer(schedule_id)
 
-    def _recoverable(self, now: datetime) -> Callable[[Run], bool] | None:
-        """Which runs left `launching` recovery may take: alone, all; in a fleet, those of
-        owned schedules old enough that no live member can still be launching them."""
-        age = self._recovery_age
-        if age is None:
-            return None
-        oldest = now - timedelta(seconds=age)
-
-        def keep(run: Run) -> bool:
-            ours = self._owns(run.schedule_id) and run.id not in self._recovered
-            return ours and run.started_at <= oldest
-
-        return keep
-
     async def _recover_abandoned(self) -> None:
         """In a fleet: recover the runs a member that stopped left `launching`."""
-        now = self.clock.now()
         idempotent = self._launches.launcher.idempotent
-        _, queued = await self._catchup.recover(
-            now, idempotent=idempotent, keep=self._recoverable(now)
-        )
-        self._recovered.update(item.run.id for item in queued)
+        await self._catchup.recover(self.clock.now(), idempotent=idempotent)
 
     def _recount_soon(self) -> None:
         """Let the enabled-schedules gauge follow an edit within `RECOUNT_DELAY` (one count,

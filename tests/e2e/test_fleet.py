@@ -207,3 +207,30 @@ def test_a_killed_members_share_fires_again_and_its_misses_catch_up(
         if instant > latest + timedelta(seconds=1):
             assert run["trigger"] == "one_time"  # timed by its new owner, on time
             assert started - instant < timedelta(seconds=1)
+
+
+def test_a_member_that_comes_back_rejoins_and_fires_its_share(
+    fleet: Fleet, sessions: SessionRecorder, start_daemon: Callable[..., DaemonProcess]
+) -> None:
+    first, second = fleet(2)
+    assert second.stop() == 0  # leaves: the other takes everything at its next heartbeat
+    wait_until(lambda: len(fleet_of(first)["members"]) == 1, "the first member alone")
+    back = start_daemon(second.config_path)
+    wait_until(lambda: len(fleet_of(first)["members"]) == 2, "the member back")
+    names = fleet_of(back)["members"]
+    assert names == fleet_of(first)["members"]
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    ids = [one_time(first, f"r-{i:02}", start + timedelta(seconds=i / 5)) for i in range(12)]
+    wait_until(lambda: all(runs_of(first, sid) for sid in ids), "a run of each", timeout=20)
+
+    fired_by = {
+        fleet_of(member)["member"]: {
+            event["schedule_id"] for event in member.events() if event["event"] == "schedule_fired"
+        }
+        for member in (first, back)
+    }
+    for schedule_id in ids:
+        firing = [name for name, fired in fired_by.items() if schedule_id in fired]
+        assert firing == [owner(schedule_id, names)]
+    assert fired_by[fleet_of(back)["member"]] & set(ids), "the member back fires its share"
+    assert set(launches_by_run(sessions).values()) == {1}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.cli import main
 from daemon.config import ConfigError, load_config
 from tests.unit.test_config import load_error, write_config
 
@@ -54,3 +55,12 @@ def test_fleet_timing_reads_durations(tmp_path: Path) -> None:
 def test_a_lease_not_longer_than_the_heartbeat_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lease must be longer than heartbeat"):
         load_config(write_config(tmp_path, '[fleet]\nheartbeat = "5s"\nlease = "5s"\n'))
+
+
+def test_backup_refuses_a_postgresql_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, f'[storage]\nurl = "{URL}"\n')
+    assert main(["backup", str(tmp_path / "copy.db"), "--config", str(config)]) == 1
+    assert "pg_dump" in capsys.readouterr().err
+    assert not (tmp_path / "copy.db").exists()
