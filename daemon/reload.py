@@ -21,6 +21,8 @@ failed as a dead background task and would exit.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Final, Protocol
 
 import aiohttp
@@ -99,8 +101,12 @@ class Reloader:
         notifier: Notifier,
         directory: DirectoryRef,
         http: aiohttp.ClientSession,
+        one_at_a_time: Callable[[], AbstractAsyncContextManager[object]] = nullcontext,
     ) -> None:
         self.daemon = daemon
+        # Members of a fleet apply the same file: one at a time, or two would both create
+        # a schedule the file adds.
+        self._one_at_a_time = one_at_a_time
         self.store = store
         self.engine = engine
         self.notifier = notifier
@@ -111,8 +117,9 @@ class Reloader:
 
     async def bootstrap(self, config: Config) -> BootstrapResult:
         """Apply the file's playbooks and schedules to the store; errors propagate."""
-        now = self.daemon.clock.now()
-        result = await apply_bootstrap(config, self.store, self.engine, now=now)
+        async with self._one_at_a_time():
+            now = self.daemon.clock.now()
+            result = await apply_bootstrap(config, self.store, self.engine, now=now)
         log.info("config_bootstrapped", **result.counts())
         return result
 

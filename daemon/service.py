@@ -10,9 +10,12 @@ If any background task dies the daemon logs it and exits non-zero, so systemd re
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import signal
-from contextlib import AsyncExitStack
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from enum import StrEnum
 from pathlib import Path
 
@@ -124,7 +127,13 @@ class Daemon:
         self.engine = engine
         self.fleet = fleet
         self.reloader = Reloader(
-            self, store=store, engine=engine, notifier=notifier, directory=directory, http=http
+            self,
+            store=store,
+            engine=engine,
+            notifier=notifier,
+            directory=directory,
+            http=http,
+            one_at_a_time=bootstrap_turns(store),
         )
         await self.reloader.bootstrap(config)
         await engine.start()
@@ -236,6 +245,14 @@ async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | Postgre
     fleet = PostgresFleet(store, config.fleet)
     await fleet.join()
     return fleet
+
+
+def bootstrap_turns(store: SqliteStore) -> Callable[[], AbstractAsyncContextManager[object]]:
+    """How the members of a fleet take turns applying the configuration's schedules (a lone
+    daemon needs none)."""
+    if isinstance(store, PostgresStore):
+        return functools.partial(store.one_at_a_time, "bootstrap")
+    return contextlib.nullcontext
 
 
 def recovery_age(config: Config) -> float | None:

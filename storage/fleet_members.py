@@ -13,6 +13,7 @@ re-times it (`listen`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,6 +71,26 @@ def live_members(conn: Connection, lease: float) -> list[Member]:
 def leave(conn: Connection, member_id: str) -> None:
     """The member stops: the others take its share at their next heartbeat."""
     conn.execute(delete(FLEET_MEMBERS).where(FLEET_MEMBERS.c.member_id == member_id))
+
+
+@contextlib.asynccontextmanager
+async def one_at_a_time(url: str, key: int) -> AsyncIterator[None]:
+    """Hold the session advisory lock `key` (other members wait for it) for the body.
+
+    On a connection of its own, held as long as the body takes, across many transactions;
+    released when the body ends, or by the server if this process dies.
+    """
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot take the lock: {exc}") from exc
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 async def listen(url: str) -> AsyncIterator[str]:

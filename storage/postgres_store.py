@@ -10,9 +10,10 @@ its change notifications (`storage.fleet_members`) are this store's alone.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
-from storage import fleet_members
+from storage import dialects, fleet_members
 from storage.db import Database
 from storage.fleet_members import Member
 from storage.postgres_db import display_url, open_database
@@ -47,6 +48,11 @@ class PostgresStore(SqliteStore):
     async def leave(self, member_id: str) -> None:
         """Remove the member: the others take its share at their next heartbeat."""
         await self.db.write(lambda conn: fleet_members.leave(conn, member_id))
+
+    def one_at_a_time(self, topic: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the fleet-wide lock named `topic` for the body of an `async with` (the other
+        members wait); for work of many transactions that members must not interleave."""
+        return fleet_members.one_at_a_time(self._url, dialects.advisory_key(topic))
 
     def schedule_changes(self) -> AsyncIterator[str]:
         """Ids of schedules changed by any member, as they commit (see `fleet_members.listen`)."""

@@ -58,13 +58,15 @@ def fleet(
     return start
 
 
-def member_config(directory: Path, database: str, sessions: SessionRecorder) -> Path:
+def member_config(
+    directory: Path, database: str, sessions: SessionRecorder, **sections: Any
+) -> Path:
     directory.mkdir()
-    config = base_config(free_port())
+    config = base_config(free_port()) | sections
     config["storage"] = {"url": database}
     config["fleet"] = {"heartbeat": f"{HEARTBEAT}s", "lease": f"{LEASE}s"}
     config["launcher"] = {"type": "http", "url": sessions.url, "timeout": "10s"}
-    config["scheduler"] = {"shutdown_grace": "2s"}
+    config.setdefault("scheduler", {"shutdown_grace": "2s"})
     return write_config(directory / "agentcron.toml", config)
 
 
@@ -234,3 +236,26 @@ def test_a_member_that_comes_back_rejoins_and_fires_its_share(
         assert firing == [owner(schedule_id, names)]
     assert fired_by[fleet_of(back)["member"]] & set(ids), "the member back fires its share"
     assert set(launches_by_run(sessions).values()) == {1}
+
+
+def test_members_starting_together_apply_the_files_schedules_once(
+    tmp_path: Path,
+    database: str,
+    sessions: SessionRecorder,
+    start_daemon: Callable[..., DaemonProcess],
+) -> None:
+    # Enough that applying them takes long enough for the members to overlap.
+    schedules = [{"name": f"from-file-{i}", "prompt": "p", "cron": "0 0 1 1 *"} for i in range(5)]
+    configs = [
+        member_config(tmp_path / f"m{i}", database, sessions, schedules=schedules) for i in range(3)
+    ]
+    members = [start_daemon(config, ready=False) for config in configs]
+    for member in members:
+        member.wait_ready()
+    names = []
+    for offset in (0, 100, 200):
+        path = members[0].devin(f"/schedules?limit=100&offset={offset}")
+        status, page = members[0].call("GET", path)
+        assert status == 200, page
+        names += [item["name"] for item in page["items"]]
+    assert sorted(names) == [entry["name"] for entry in schedules]  # each once

@@ -119,3 +119,28 @@ async def test_advance_from_two_processes_moves_once(
         *(store.advance_schedules(moves) for store in (first, second) * 5)
     )
     assert sum(len(moved) for moved in results) == 1
+
+
+async def test_one_at_a_time_makes_two_processes_take_turns(
+    pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = pair
+    order: list[str] = []
+    held = asyncio.Event()
+
+    async def holder() -> None:
+        async with first.one_at_a_time("bootstrap"):
+            order.append("first in")
+            held.set()
+            await asyncio.sleep(0.3)  # the other must wait out this whole body
+            order.append("first out")
+
+    async def waiter() -> None:
+        await held.wait()
+        async with second.one_at_a_time("bootstrap"):
+            order.append("second in")
+        async with second.one_at_a_time("another topic"):
+            order.append("another topic")
+
+    await asyncio.gather(holder(), waiter())
+    assert order == ["first in", "first out", "second in", "another topic"]
