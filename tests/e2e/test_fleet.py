@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,17 @@ def database() -> Iterator[str]:
     yield cluster().new_database()
 
 
-Fleet = Callable[[int], list[DaemonProcess]]
+@dataclass(frozen=True)
+class Timing:
+    heartbeat: int
+    lease: int
+
+
+FAST = Timing(HEARTBEAT, LEASE)
+DEFAULT = Timing(2, 10)
+"""`[fleet]` as a configuration without the section has it."""
+
+Fleet = Callable[..., list[DaemonProcess]]
 
 
 @pytest.fixture
@@ -46,10 +57,10 @@ def fleet(
     sessions: SessionRecorder,
     start_daemon: Callable[..., DaemonProcess],
 ) -> Fleet:
-    """`fleet(n)`: n members on the database, each ready and seeing all n."""
+    """`fleet(n, timing=FAST)`: n members on the database, each ready and seeing all n."""
 
-    def start(count: int) -> list[DaemonProcess]:
-        members = [start_daemon(member_config(tmp_path / f"m{i}", database, sessions))
+    def start(count: int, timing: Timing = FAST) -> list[DaemonProcess]:
+        members = [start_daemon(member_config(tmp_path / f"m{i}", database, sessions, timing))
                    for i in range(count)]  # fmt: skip
         for member in members:
             wait_until(lambda m=member: len(fleet_of(m)["members"]) == count, "every member")
@@ -59,12 +70,16 @@ def fleet(
 
 
 def member_config(
-    directory: Path, database: str, sessions: SessionRecorder, **sections: Any
+    directory: Path,
+    database: str,
+    sessions: SessionRecorder,
+    timing: Timing = FAST,
+    **sections: Any,
 ) -> Path:
     directory.mkdir()
     config = base_config(free_port()) | sections
     config["storage"] = {"url": database}
-    config["fleet"] = {"heartbeat": f"{HEARTBEAT}s", "lease": f"{LEASE}s"}
+    config["fleet"] = {"heartbeat": f"{timing.heartbeat}s", "lease": f"{timing.lease}s"}
     config["launcher"] = {"type": "http", "url": sessions.url, "timeout": "10s"}
     # Catch-ups paced fast enough that pacing is not what the failover test measures.
     config.setdefault("scheduler", {"shutdown_grace": "2s", "catchup_rate": 50.0})
@@ -177,30 +192,49 @@ def test_a_trigger_through_any_member_launches_its_run_once(
 def test_a_killed_members_share_fires_again_and_its_misses_catch_up(
     fleet: Fleet, sessions: SessionRecorder
 ) -> None:
-    members = fleet(2)
+    check_failover(fleet(2), sessions, FAST)
+
+
+@pytest.mark.long
+def test_failover_among_three_at_the_default_timing(
+    fleet: Fleet, sessions: SessionRecorder
+) -> None:
+    check_failover(fleet(3, DEFAULT), sessions, DEFAULT)
+
+
+def check_failover(members: list[DaemonProcess], sessions: SessionRecorder, timing: Timing) -> None:
+    """Kill -9 the first member just before a burst of instants: each fires once; the
+    victim's share fires again within lease + heartbeat, what it missed as catch-ups."""
     names = fleet_of(members[0])["members"]
-    victim, survivor = members
+    victim, survivors = members[0], members[1:]
     victim_name = fleet_of(victim)["member"]
     start = datetime.now(UTC) + timedelta(seconds=3)
     early = [start + timedelta(seconds=i / 12) for i in range(12)]  # missed during failover
-    late = [start + timedelta(seconds=LEASE + 4 + i / 4) for i in range(8)]  # after it
-    ids = {one_time(survivor, f"f-{i:02}", at): at for i, at in enumerate(early + late)}
+    late = [start + timedelta(seconds=timing.lease + 4 + i / 4) for i in range(8)]  # after it
+    creator = survivors[0]
+    ids = {one_time(creator, f"f-{i:02}", at): at for i, at in enumerate(early + late)}
     theirs = [sid for sid in ids if owner(sid, names) == victim_name]
     assert any(ids[sid] in early for sid in theirs), "the victim owns some early instants"
     assert any(ids[sid] in late for sid in theirs), "and some late ones"
     wait_until(lambda: datetime.now(UTC) > start - timedelta(seconds=0.5), "the kill's moment")
     victim.kill()
     killed = datetime.now(UTC)
-    # The survivor takes over between lease - heartbeat (the victim's last heartbeat may
+    # The survivors take over between lease - heartbeat (the victim's last heartbeat may
     # predate the kill by one) and lease + heartbeat after the kill.
-    earliest, latest = (killed + timedelta(seconds=LEASE + d) for d in (-HEARTBEAT, HEARTBEAT))
-
-    wait_until(lambda: all(runs_of(survivor, sid) for sid in ids), "a run of each", timeout=25)
-    assert fleet_of(survivor)["members"] == [n for n in names if n != victim_name]
+    earliest, latest = (
+        killed + timedelta(seconds=timing.lease + d) for d in (-timing.heartbeat, timing.heartbeat)
+    )
+    wait_until(
+        lambda: all(runs_of(creator, sid) for sid in ids),
+        "a run of each",
+        timeout=timing.lease + 20,
+    )
+    for survivor in survivors:
+        assert fleet_of(survivor)["members"] == [n for n in names if n != victim_name]
     launched = launches_by_run(sessions)
     assert len(launched) == len(ids) and set(launched.values()) == {1}
     for schedule_id in theirs:
-        (run,) = runs_of(survivor, schedule_id)
+        (run,) = runs_of(creator, schedule_id)
         instant = datetime.fromisoformat(run["scheduled_for"])
         started = datetime.fromisoformat(run["started_at"])
         assert instant == ids[schedule_id]
