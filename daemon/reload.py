@@ -38,6 +38,7 @@ from daemon.notify import Notifier
 from daemon.sdnotify import SystemdNotifier
 from storage.clock import Clock
 from storage.identities import DirectoryRef
+from storage.postgres_db import display_url
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.reload")
@@ -48,6 +49,9 @@ RESTART_KEYS: Final = (
     ("server", "request_timeout"),
     ("server", "max_connections"),
     ("storage", "path"),
+    ("storage", "url"),
+    ("fleet", "heartbeat"),
+    ("fleet", "lease"),
     ("agentscope", "enabled"),
     ("agentscope", "org"),
     ("agentscope", "require_token"),
@@ -84,9 +88,13 @@ def keep_restart_keys(running: Config, loaded: Config) -> tuple[Config, list[str
     return loaded, refused
 
 
-def _value_of(config: Config, dotted: str) -> str:
+def logged_value(config: Config, dotted: str) -> str:
+    """The value of a key for the log (a database URL without its password)."""
     section, key = dotted.split(".")
-    return str(getattr(getattr(config, section), key))
+    value = getattr(getattr(config, section), key)
+    if dotted == "storage.url" and value is not None:
+        return display_url(value)
+    return str(value)
 
 
 class Reloader:
@@ -155,8 +163,8 @@ class Reloader:
         log.warning(
             "config_reload_refused",
             key=key,
-            running=_value_of(running, key),
-            configured=_value_of(loaded, key),
+            running=logged_value(running, key),
+            configured=logged_value(loaded, key),
             reason=f"changing {key} needs a restart; the running value is kept until then",
         )
 

@@ -8,6 +8,7 @@ import pytest
 
 from daemon.cli import main
 from daemon.config import ConfigError, load_config
+from daemon.reload import keep_restart_keys, logged_value
 from tests.unit.test_config import load_error, write_config
 
 URL = "postgresql://agentcron@db.internal/agentcron"
@@ -64,3 +65,13 @@ def test_backup_refuses_a_postgresql_configuration(
     assert main(["backup", str(tmp_path / "copy.db"), "--config", str(config)]) == 1
     assert "pg_dump" in capsys.readouterr().err
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_the_database_and_the_fleet_timing_need_a_restart(tmp_path: Path) -> None:
+    running = load_config(write_config(tmp_path, f'[storage]\nurl = "{URL}"\n'))
+    changed = '[storage]\nurl = "postgresql://u:secret@elsewhere/db"\n[fleet]\nlease = "30s"\n'
+    loaded = load_config(write_config(tmp_path, changed))
+    kept, refused = keep_restart_keys(running, loaded)
+    assert refused == ["storage.url", "fleet.lease"]
+    assert (kept.storage.url, kept.fleet.lease) == (URL, 10.0)
+    assert "secret" not in logged_value(loaded, "storage.url")
