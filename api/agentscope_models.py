@@ -168,6 +168,7 @@ class SessionItem(BaseModel):
     identity: str | None
     attempts: int
     error: str | None
+    session_status: str | None
 
     @classmethod
     def of(cls, run: Run) -> SessionItem:

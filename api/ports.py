@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from storage.domain import Run, Schedule
@@ -24,6 +25,13 @@ class ScheduleEvents(Protocol):
 
         The launch itself finishes in the background.
         """
+        ...
+
+    async def backfill(
+        self, schedule: Schedule, instants: Sequence[datetime], *, by: str
+    ) -> list[Run]:
+        """Claim a run (trigger `backfill`) for each of `instants` that has none yet and
+        launch them paced at the catch-up rate; return the runs claimed, still `launching`."""
         ...
 
 

@@ -29,9 +29,10 @@ from api.openapi import operation
 from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
 from storage import catalogue
 from storage.domain import Schedule
-from storage.enums import DevinAgent, Permission, ScheduleType
+from storage.enums import DevinAgent, Permission, PromptFormat, ScheduleType
 from storage.errors import NotFound
 from storage.identities import ServiceUser
+from storage.prompts import PromptError, check_template
 
 MANAGE = Permission.MANAGE_ORG_SCHEDULES
 TAGS = ("schedules",)
@@ -59,10 +60,12 @@ async def create_schedule(request: web.Request) -> web.Response:
     caller = authorize(request, org_id, MANAGE)
     body = await parse_body(request, ScheduleCreate)
     _check_run_as(request, caller, body.create_as_user_id, key="create_as_user_id")
+    _check_launcher(request, body.launcher)
     await _check_playbook(request, caller.org_id, body.playbook_id)
     now = request.app[CLOCK].now()
     schedule = new_schedule(body, org_id=org_id, by=caller.id, now=now)
     check_timing(schedule, now=now, future=True, window=True)
+    check_prompt(schedule)
     stored = await request.app[STORE].create_schedule(schedule, now=now)
     return await _answer_change(request, stored)
 
@@ -113,6 +116,7 @@ async def update_schedule(request: web.Request) -> web.Response:
         schedule = await store.get_schedule(schedule_id, org_id=org_id, agents=agents)
         return await _answer(request, schedule, edit_headers(schedule))
     _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
+    _check_launcher(request, changes.get("launcher"))
     await _check_playbook(request, org_id, changes.get("playbook_id"))
     now = request.app[CLOCK].now()
     updated = await store.update_schedule(
@@ -249,15 +253,28 @@ def patch_check(changed: Set[str], *, now: datetime) -> Callable[[Schedule, Sche
     """The store's `check(before, after)` for a PATCH changing the fields `changed`.
 
     It runs inside the write's transaction, so a refused edit leaves nothing changed.
-    A `scheduled_at` must be in the future when it is sent or the type switches to one_time.
+    A `scheduled_at` must be in the future when it is sent or the type switches to one_time;
+    a template prompt must parse when the prompt or its format changes.
     """
 
     def check(before: Schedule, after: Schedule) -> None:
         future = "scheduled_at" in changed or before.schedule_type != after.schedule_type
         window = bool({"start_at", "end_at"} & changed)
         check_timing(after, now=now, future=future, window=window)
+        if {"prompt", "prompt_format"} & changed:
+            check_prompt(after)
 
     return check
+
+
+def check_prompt(schedule: Schedule) -> None:
+    """Refuse (422) a template prompt that does not parse, naming its line."""
+    if schedule.prompt_format != PromptFormat.TEMPLATE:
+        return
+    try:
+        check_template(schedule.prompt)
+    except PromptError as error:
+        raise unprocessable(("body", "prompt"), f"prompt: {error}") from None
 
 
 def _check_run_as(
@@ -272,6 +289,15 @@ def _check_run_as(
     refusal = request.app[DIRECTORY].current.run_as_refusal(user_id, caller.org_id)
     if refusal is not None:
         raise unprocessable(("body", key), refusal)
+
+
+def _check_launcher(request: web.Request, name: str | None) -> None:
+    """422 unless `name` is a configured launcher. None (the default launcher) passes."""
+    if name is None:
+        return
+    refusal = request.app[DIRECTORY].current.launcher_refusal(name)
+    if refusal is not None:
+        raise unprocessable(("body", "launcher"), refusal)
 
 
 async def _check_playbook(request: web.Request, org_id: str, playbook_id: str | None) -> None:

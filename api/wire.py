@@ -32,6 +32,10 @@ class RunJson(BaseModel):
     session_url: str | None
     attempts: int
     error: str | None
+    session_status: str | None = Field(
+        description="A followed session's status in the agent service's own words (its last"
+        " word once the run has ended), or null."
+    )
 
 
 def run_fields(run: Run) -> dict[str, Any]:

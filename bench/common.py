@@ -30,16 +30,13 @@ import dataclasses
 import gc
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +49,9 @@ REPO = BENCH.parent
 # The repository before this directory: bench/api.py must not shadow the `api` package.
 sys.path.insert(0, str(REPO))
 
+from tests import processes  # noqa: E402  (needs the repository on the path)
+from tests.processes import free_port  # noqa: E402
+
 ORG = "org-bench"
 TOKEN = "cog_bench_token_0123456789"
 SERVICE_USER = "service-user-bench"
@@ -61,9 +61,6 @@ STOP_TIMEOUT = 30.0
 PROBE_INTERVAL = 0.005
 NOTABLE_LAG = 0.002
 NOTABLE_CALLBACK = 0.010
-_SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-_PROXY_ENV = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -133,13 +130,6 @@ class Workdir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def write_config(
     directory: Path,
     *,
@@ -152,33 +142,27 @@ def write_config(
     from storage.identities import token_sha256
 
     scheduler = {"shutdown_grace": "10s", "max_concurrent_launches": 100} | (scheduler or {})
-    lines = [
-        "[server]",
-        f'listen = "127.0.0.1:{port}"',
-        "[storage]",
-        'path = "agentcron.db"',
-        "[logging]",
-        f'level = "{level}"',
-        'format = "json"',
-        "[scheduler]",
-        *(f"{key} = {json.dumps(value)}" for key, value in scheduler.items()),
-        "[[orgs]]",
-        f'id = "{ORG}"',
-        'name = "Bench"',
-        "[[service_users]]",
-        f'id = "{SERVICE_USER}"',
-        f'org = "{ORG}"',
-        f"permissions = {json.dumps(PERMISSIONS)}",
-        f'token_sha256 = "{token_sha256(TOKEN)}"',
-        "[launcher]",
-        'type = "http"',
-        f'url = "{launcher_url}"',
-        'token_env = "BENCH_SESSION_TOKEN"',
-        'timeout = "30s"',
-    ]
-    path = directory / "agentcron.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    service_user = {
+        "id": SERVICE_USER,
+        "org": ORG,
+        "permissions": PERMISSIONS,
+        "token_sha256": token_sha256(TOKEN),
+    }
+    config = {
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "storage": {"path": "agentcron.db"},
+        "logging": {"level": level, "format": "json"},
+        "scheduler": scheduler,
+        "orgs": [{"id": ORG, "name": "Bench"}],
+        "service_users": [service_user],
+        "launcher": {
+            "type": "http",
+            "url": launcher_url,
+            "token_env": "BENCH_SESSION_TOKEN",
+            "timeout": "30s",
+        },
+    }
+    return processes.write_config(directory / "agentcron.toml", config)
 
 
 # --------------------------------------------------------------------------- seeding
@@ -251,42 +235,19 @@ def read_runs(db_path: Path) -> list[dict[str, Any]]:
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (*_SCRUBBED_ENV, *_PROXY_ENV)}
+    env = processes.daemon_environment({"BENCH_SESSION_TOKEN": "bench-session-token"})
     # An installed package has its bytecode compiled; let this checkout cache it too, or
     # every start would compile the daemon's modules from source again.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["BENCH_SESSION_TOKEN"] = "bench-session-token"
     return env | (extra or {})
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with _NO_PROXY.open(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 def http_json(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with _NO_PROXY.open(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> str:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if path.exists() and (text := path.read_text().strip()):
-            return text
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        time.sleep(0.01)
-    raise RuntimeError(f"{what} did not start within {READY_TIMEOUT} s")
+    """The JSON answer of a request that must succeed."""
+    status, answer = processes.http_call(url, method, token=token, body=body)
+    if not 200 <= status < 300:
+        raise RuntimeError(f"{method} {url} answered HTTP {status}: {answer}")
+    return answer
 
 
 class Helper:
@@ -300,17 +261,11 @@ class Helper:
             stdout=subprocess.DEVNULL,
             stderr=(workdir / f"{kind}.log").open("wb"),
         )
-        self.port = int(_wait_for_file(port_file, self.process, kind))
+        self.port = int(processes.wait_for_line(port_file, self.process, kind, READY_TIMEOUT))
         self.base = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop_process(self.process, STOP_TIMEOUT)
 
 
 class SessionServer(Helper):
@@ -334,9 +289,7 @@ class Daemon:
         self.workdir = config.parent
         self.probe_file = self.workdir / "probe.txt"
         self.probe_file.unlink(missing_ok=True)
-        port = re.search(r'listen = "127.0.0.1:(\d+)"', config.read_text())
-        assert port is not None
-        self.base = f"http://127.0.0.1:{port.group(1)}"
+        self.base = f"http://127.0.0.1:{processes.listen_port(config)}"
         if probe:
             argv = [str(BENCH / "common.py"), "probed-serve", str(config), str(self.probe_file)]
         else:
@@ -344,25 +297,16 @@ class Daemon:
         self.log = self.workdir / "daemon.log"
         self.spawned = time.monotonic()
         self.spawned_at = time.time()
-        self.process = subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=REPO,
-            env=environment(),
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
+        self.process = processes.spawn_serve(
+            config, self.log, argv=argv, env=environment(), cwd=REPO
         )
 
     def wait_ready(self) -> float:
         """Poll /readyz every 2 ms; return the seconds from spawn to its first 200."""
-        deadline = self.spawned + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.process.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError):
-                if http_get(self.base + "/readyz", timeout=1.0)[0] == 200:
-                    return time.monotonic() - self.spawned
-            time.sleep(0.002)
-        raise RuntimeError(f"daemon not ready within {READY_TIMEOUT} s:\n{self.tail()}")
+        processes.wait_ready(
+            self.process, self.base, self.log, timeout=READY_TIMEOUT, interval=0.002
+        )
+        return time.monotonic() - self.spawned
 
     def memory_mb(self) -> tuple[float, float]:
         """(resident now, peak resident) in MB."""
@@ -377,18 +321,10 @@ class Daemon:
         return read_probe(self.probe_file)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+        return processes.stop_process(self.process, STOP_TIMEOUT)
 
     def tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return processes.log_tail(self.log, lines)
 
     def errors(self) -> list[str]:
         """Log lines at warning level or above (the daemon logs JSON)."""
@@ -569,9 +505,23 @@ def generate_load(
     A PATCH/POST body may contain `{n}`, replaced by a request counter. Uses `wrk` when it
     is installed (it costs the machine far less CPU than a Python client), else aiohttp.
     """
+    plan = LoadPlan(base, method, paths, connections, seconds, body, token)
     if use_wrk and shutil.which("wrk"):
-        return _wrk(base, method, paths, connections, seconds, body, token)
-    return asyncio.run(_python_load(base, method, paths, connections, seconds, body, token))
+        return _wrk(plan)
+    return asyncio.run(_python_load(plan))
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What one load run sends (see `generate_load`)."""
+
+    base: str
+    method: str
+    paths: Sequence[str]
+    connections: int
+    seconds: float
+    body: str | None
+    token: str | None
 
 
 _WRK_SCRIPT = """
@@ -597,23 +547,15 @@ end
 """
 
 
-def _wrk(
-    base: str,
-    method: str,
-    paths: Sequence[str],
-    connections: int,
-    seconds: float,
-    body: str | None,
-    token: str | None,
-) -> Load:
+def _wrk(plan: LoadPlan) -> Load:
     body_code = ""
-    if body is not None:
-        lua_body = json.dumps(body).replace("{n}", '" .. counter .. "')
+    if plan.body is not None:
+        lua_body = json.dumps(plan.body).replace("{n}", '" .. counter .. "')
         body_code = f"body = {lua_body}"
     script = _WRK_SCRIPT % {
-        "paths": ", ".join(json.dumps(p) for p in paths),
-        "method": method,
-        "auth": f'wrk.headers["Authorization"] = "Bearer {token}"' if token else "",
+        "paths": ", ".join(json.dumps(p) for p in plan.paths),
+        "method": plan.method,
+        "auth": f'wrk.headers["Authorization"] = "Bearer {plan.token}"' if plan.token else "",
         "body": body_code,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -623,17 +565,17 @@ def _wrk(
             [
                 "wrk",
                 "-t1",
-                f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
+                f"-c{plan.connections}",
+                f"-d{max(1, round(plan.seconds))}s",
                 "--timeout",
                 "10s",
                 "-s",
                 handle.name,
-                base,
+                plan.base,
             ],
             capture_output=True,
             text=True,
-            timeout=seconds + 60,
+            timeout=plan.seconds + 60,
             env=environment(),
         )
     finally:
@@ -645,36 +587,28 @@ def _wrk(
     return Load("wrk", requests, micros / 1e6, errors, p50 / 1e6, p99 / 1e6, worst / 1e6)
 
 
-async def _python_load(
-    base: str,
-    method: str,
-    paths: Sequence[str],
-    connections: int,
-    seconds: float,
-    body: str | None,
-    token: str | None,
-) -> Load:
+async def _python_load(plan: LoadPlan) -> Load:
     import aiohttp
 
     headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    if plan.token:
+        headers["Authorization"] = f"Bearer {plan.token}"
     latencies: list[float] = []
     errors = 0
     counter = 0
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(base, connector=connector, headers=headers) as session:
-        deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=plan.connections)
+    async with aiohttp.ClientSession(plan.base, connector=connector, headers=headers) as session:
+        deadline = time.perf_counter() + plan.seconds
 
         async def worker() -> None:
             nonlocal errors, counter
             while time.perf_counter() < deadline:
                 counter += 1
-                path = paths[counter % len(paths)]
-                data = None if body is None else body.replace("{n}", str(counter))
+                path = plan.paths[counter % len(plan.paths)]
+                data = None if plan.body is None else plan.body.replace("{n}", str(counter))
                 began = time.perf_counter()
                 try:
-                    async with session.request(method, path, data=data) as response:
+                    async with session.request(plan.method, path, data=data) as response:
                         await response.read()
                         if response.status >= 400:
                             errors += 1
@@ -683,7 +617,7 @@ async def _python_load(
                 latencies.append(time.perf_counter() - began)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(worker() for _ in range(plan.connections)))
         elapsed = time.perf_counter() - began
     return Load(
         "python-aiohttp",

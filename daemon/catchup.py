@@ -5,7 +5,8 @@ daemon was down, or the loop fell behind): in one transaction each moves on to i
 regular instant — which the engine then times as usual — while its older misses are
 recorded as one `missed` run and its latest miss, if within the catch-up window, is claimed
 as a `launching` catch-up run. `recover` plans what to do with the runs an earlier process
-left `launching` (see `daemon.firing.plan_recovery`). Both queue their launches behind the
+left `launching` or `running` (see `daemon.firing.plan_recovery`): a `running` run's
+session is followed again at once, outside the pacer. Both queue their launches behind the
 pacer (`daemon.pacer`), which only ever delays catch-ups; `_release` launches them, or drops
 those the regular fire superseded.
 """
@@ -24,14 +25,18 @@ from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
 from daemon.firing import (
     CatchupPlan,
+    Dropped,
     Recovery,
+    backfill_release,
     catchup_release,
     fire_identity,
     natural_trigger,
     plan_catchup,
     plan_recovery,
 )
+from daemon.following import Followed
 from daemon.launching import Launch, log_fired
+from daemon.org_limits import LimitRefusal
 from daemon.pacer import Pacer, PendingLaunch
 from storage.clock import Clock
 from storage.domain import FinishedRun, Run, RunOutcome, Schedule
@@ -55,11 +60,23 @@ class Settled:
     queued: int
 
 
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What `recover` did: runs ended (interrupted), launches queued, sessions followed."""
+
+    ended: int
+    """Runs interrupted, or failed unfollowed."""
+    pending: list[PendingLaunch]
+    followed: int
+
+
 class CatchUp:
     """Settles missed instants and recovers stuck runs; paces the launches they need.
 
-    `launch(item)` starts a launch; `in_progress(schedule_id)` counts the schedule's runs in
-    progress (for overlap); `report` gets the runs recovery interrupts.
+    `launch(item)` starts a launch; `follow(item)` follows a running run's session;
+    `in_progress(schedule_id)` counts the schedule's runs in progress (for overlap);
+    `admit(schedule, run, now)` refuses a launch over an org limit (or counts it); `report`
+    gets the runs recovery interrupts.
     """
 
     def __init__(
@@ -72,15 +89,20 @@ class CatchUp:
         finisher: Finisher,
         report: Callable[[Sequence[FinishedRun]], None],
         launch: Callable[[Launch], None],
+        follow: Callable[[Followed], None],
         in_progress: Callable[[str], int],
+        admit: Callable[[Schedule, Run, datetime], LimitRefusal | None],
         owns: Callable[[str], bool] = lambda _: True,
+        mine: Callable[[str], list[str]] = lambda _: [],
         recovery_age: float | None = None,
     ) -> None:
         self.store = store
         # In a fleet (`daemon.fleet`), recovery takes only runs of schedules this member
-        # owns, and only once they are `recovery_age` seconds old: younger, one may be a
-        # live member's launch in flight. None: a lone daemon recovers all, at start-up.
+        # owns that it is not launching or following itself (`mine`), and only once they
+        # are `recovery_age` seconds old: younger, one may be a live member's launch in
+        # flight. None: a lone daemon recovers all, at start-up.
         self._owns = owns
+        self._mine = mine
         self.recovery_age = recovery_age
         self._recovered: set[str] = set()
         self.clock = clock
@@ -89,7 +111,9 @@ class CatchUp:
         self._finisher = finisher
         self._report = report
         self._launch = launch
+        self._follow = follow
         self._in_progress = in_progress
+        self._admit = admit
         self.pacer = Pacer(rate=lambda: settings().catchup_rate, release=self._release)
         self._closing = False
 
@@ -101,38 +125,51 @@ class CatchUp:
 
     # -- recovery --------------------------------------------------------------------------
 
-    async def recover(self, now: datetime, *, idempotent: bool) -> tuple[int, list[PendingLaunch]]:
-        """Interrupt the stuck runs that may have reached the session service; queue the
-        others (relaunch, re-send). Answers how many were interrupted, and the queued.
+    async def recover(self, now: datetime, *, idempotent: Callable[[Schedule], bool]) -> Recovered:
+        """Follow the runs left `running` again (fail those whose schedule is gone);
+        interrupt the stuck `launching` runs that may have reached the session service;
+        queue the others (relaunch, re-send).
 
         A fleet member calls it again from time to time: a member that stopped may have
-        left runs `launching` at any moment.
+        left runs unfinished at any moment.
         """
-        runs = [run for run in await self.store.launching_runs() if self._recoverable(run, now)]
+        runs = [run for run in await self.store.unfinished_runs() if self._recoverable(run, now)]
         schedules = await self.store.get_schedules({run.schedule_id for run in runs})
         window = self._settings().catchup_window
-        interrupted, pending = [], []
+        ended, pending, followed = [], [], []
         for run in runs:
             schedule = schedules.get(run.schedule_id)
-            plan = plan_recovery(run, schedule, now, default_window=window, idempotent=idempotent)
-            if plan.action == Recovery.INTERRUPT or schedule is None:
+            resendable = schedule is not None and idempotent(schedule)
+            plan = plan_recovery(run, schedule, now, default_window=window, idempotent=resendable)
+            about = {"schedule_id": run.schedule_id, "run_id": run.id, "note": plan.note}
+            if plan.action == Recovery.FOLLOW and schedule is not None and run.session_id:
+                followed.append(Followed(run, run.session_id, schedule, at_once=True))
+                log.info("run_recovered", **about)
+            elif plan.action == Recovery.ABANDON:
+                failed = RunStatus.FAILED
+                ended.append(RunOutcome(run.id, failed, now, run.attempts, error=plan.note))
+            elif plan.action == Recovery.INTERRUPT or schedule is None:
                 status = RunStatus.INTERRUPTED
-                interrupted.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))
-                continue
-            resend = plan.action == Recovery.RESEND
-            pending.append(PendingLaunch(run, schedule, plan.deadline, plan.note, resend))
-            log.info("run_recovered", schedule_id=run.schedule_id, run_id=run.id, note=plan.note)
+                ended.append(RunOutcome(run.id, status, finished_at=now, error=plan.note))
+            else:
+                resend = plan.action == Recovery.RESEND
+                pending.append(PendingLaunch(run, schedule, plan.deadline, plan.note, resend))
+                log.info("run_recovered", **about)
         max_failures = self._settings().max_consecutive_failures
-        finished = await self.store.finish_runs(interrupted, max_consecutive_failures=max_failures)
+        finished = await self.store.finish_runs(ended, max_consecutive_failures=max_failures)
         self._report(finished)
-        self._recovered.update(item.run.id for item in pending)  # queued once, not per sweep
+        for item in followed:
+            self._follow(item)
+        self._recovered.update(run.id for run in runs)  # each once, not at every sweep
         self.pacer.add(pending)
-        return len(interrupted), pending
+        return Recovered(len(ended), pending, len(followed))
 
     def _recoverable(self, run: Run, now: datetime) -> bool:
         if self.recovery_age is None:
             return True
         if run.id in self._recovered or not self._owns(run.schedule_id):
+            return False
+        if run.id in self._mine(run.schedule_id):
             return False
         return run.started_at <= now - timedelta(seconds=self.recovery_age)
 
@@ -210,8 +247,9 @@ class CatchUp:
         now, launched, dropped = self.clock.now(), 0, []
         for item in batch:
             schedule = current.get(item.run.schedule_id)
-            in_progress = self._in_progress(item.run.schedule_id)
-            verdict = catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+            verdict = self._verdict(item, schedule, now)
+            if verdict is not None and verdict.reason is not None:
+                metrics.RUNS_SKIPPED.labels(verdict.reason.value).inc()
             if verdict is not None or schedule is None:
                 error = verdict.error if verdict else "catch-up dropped: the schedule is gone"
                 status = verdict.status if verdict else RunStatus.MISSED
@@ -224,6 +262,26 @@ class CatchUp:
         if dropped:
             await asyncio.gather(*(self._finisher.finish(outcome) for outcome in dropped))
         return launched
+
+    def _verdict(
+        self, item: PendingLaunch, schedule: Schedule | None, now: datetime
+    ) -> Dropped | None:
+        """Whether the queued run is dropped; if it launches, it is admitted (org limits)."""
+        if item.run.trigger == RunTrigger.BACKFILL:
+            dropped = backfill_release(schedule)
+        else:
+            in_progress = self._in_progress(item.run.schedule_id)
+            dropped = catchup_release(schedule, item.deadline, now, in_flight=in_progress)
+        if dropped is not None or schedule is None:
+            return dropped
+        refusal = self._admit(schedule, item.run, now)
+        if refusal is None:
+            return None
+        return Dropped(RunStatus.SKIPPED, refusal.error, refusal.reason)
+
+    def queue_backfill(self, schedule: Schedule, runs: Sequence[Run]) -> None:
+        """Launch claimed backfill runs at the catch-up rate, behind what is queued already."""
+        self.pacer.add(PendingLaunch(run, schedule, deadline=None) for run in runs)
 
 
 def _settling_runs(schedule: Schedule, plan: CatchupPlan, now: datetime) -> list[Run]:

@@ -54,6 +54,10 @@ from daemon.config_sections import split_listen as split_listen
 from daemon.config_types import Duration as Duration
 from daemon.config_types import Loc, Problem, Section
 from daemon.config_types import parse_duration as parse_duration
+from storage.values import LauncherName
+
+DEFAULT_LAUNCHER = "default"
+"""The name of the launcher `[launcher]` declares."""
 
 # --------------------------------------------------------------------------- the whole file
 
@@ -71,6 +75,7 @@ class Config(Section):
     users: list[UserConfig] = Field(default_factory=list)
     service_users: list[ServiceUserConfig] = Field(default_factory=list)
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    launchers: dict[LauncherName, LauncherConfig] = Field(default_factory=dict)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     agentscope: AgentScopeConfig = Field(default_factory=AgentScopeConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
@@ -78,6 +83,11 @@ class Config(Section):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     source_path: Path = Field(default=Path("agentcron.toml"), exclude=True)
     """The file this was loaded from (absolute after `load_config`); not a key of the file."""
+
+    @property
+    def named_launchers(self) -> dict[str, LauncherConfig]:
+        """Every launcher by name: `[launcher]` is `default`, then each `[launchers.NAME]`."""
+        return {DEFAULT_LAUNCHER: self.launcher, **self.launchers}
 
     @property
     def base_dir(self) -> Path:

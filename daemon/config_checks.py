@@ -24,6 +24,7 @@ def cross_problems(config: Config) -> Iterator[Problem]:
     yield from _duplicate_schedule_names(config.schedules)
     yield from _run_as_problems(config)
     yield from _duplicate_tokens(config.service_users)
+    yield from _launcher_problems(config)
 
 
 def _duplicates(what: str, section: str, ids: Sequence[str]) -> Iterator[Problem]:
@@ -94,3 +95,22 @@ def _duplicate_tokens(service_users: Sequence[ServiceUserConfig]) -> Iterator[Pr
         if first != i:
             key = "token_env" if service_user.token_env else "token_sha256"
             yield ("service_users", i, key), f"the same token as service_users[{first}]"
+
+
+def _launcher_problems(config: Config) -> Iterator[Problem]:
+    """`[launchers.default]` (that is `[launcher]`), and names of launchers not configured."""
+    if "default" in config.launchers:
+        yield ("launchers", "default"), "the launcher named default is [launcher]; use that table"
+    known = set(config.named_launchers)
+    for loc, name in _launcher_references(config):
+        if name not in known:
+            yield loc, f"unknown launcher {name!r} (configured: {', '.join(sorted(known))})"
+
+
+def _launcher_references(config: Config) -> Iterator[tuple[Loc, str]]:
+    yield ("scheduler", "default_launcher"), config.scheduler.default_launcher
+    if config.agentscope.launcher is not None:
+        yield ("agentscope", "launcher"), config.agentscope.launcher
+    for i, schedule in enumerate(config.schedules):
+        if schedule.launcher is not None:
+            yield ("schedules", i, "launcher"), schedule.launcher

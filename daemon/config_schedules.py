@@ -16,7 +16,8 @@ from pydantic import Strict, create_model, model_validator
 
 from daemon.config_types import Duration, Identifier, PlaybookId, Section, UtcDatetime, conflict
 from storage.catalogue import ENTRIES, Entry, config_keys
-from storage.enums import ScheduleType
+from storage.enums import PromptFormat, ScheduleType
+from storage.prompts import PromptError, check_template
 from storage.values import Seconds, UTCDatetime
 
 _TYPES: dict[str, Any] = {
@@ -67,4 +68,13 @@ class ScheduleConfig(create_model("_ScheduleFields", __base__=Section, **_file_f
                 raise conflict("cron is only for recurring schedules", "cron")
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             raise conflict("end_at must be after start_at", "end_at")
+        return self
+
+    @model_validator(mode="after")
+    def _check_template(self) -> Self:
+        if self.prompt_format is PromptFormat.TEMPLATE:
+            try:
+                check_template(self.prompt)
+            except PromptError as error:
+                raise conflict(str(error), "prompt") from None
         return self

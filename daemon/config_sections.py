@@ -26,6 +26,7 @@ from daemon.config_types import (
 )
 from daemon.secrets import is_secret_name, read_secret
 from storage.identities import token_sha256
+from storage.values import LauncherName
 
 
 class ServerConfig(Section):
@@ -129,10 +130,14 @@ class SchedulerConfig(Section):
     catchup_window: Duration = 3600.0
     catchup_rate: float = Field(default=5.0, gt=0)
     max_concurrent_launches: int = Field(default=100, ge=1)
+    max_concurrent_follows: int = Field(default=100, ge=1)
+    """Session polls (of followed runs) in flight at once."""
     max_consecutive_failures: int = Field(default=0, ge=0)
     shutdown_grace: Duration = 20.0
     horizon: PositiveDuration = 300.0
     missed_run_grace: Duration = 2.0
+    default_launcher: LauncherName = "default"
+    """The launcher of schedules that name none (`[launcher]` is the one named `default`)."""
 
 
 class IdentityConfig(Section):
@@ -141,8 +146,12 @@ class IdentityConfig(Section):
 
 
 class OrgConfig(Section):
+    """An org; its optional limits bound the sessions the engine starts for it."""
+
     id: Identifier
     name: str
+    max_concurrent_sessions: int | None = Field(default=None, gt=0)
+    max_sessions_per_hour: int | None = Field(default=None, gt=0)
 
 
 class UserConfig(Section):
@@ -196,16 +205,43 @@ def _read_token(name: str) -> str:
     return token
 
 
-class LauncherConfig(Section):
-    """How a fire starts an agent session: an HTTP call or a local command."""
+def _at_least_a_second(seconds: float) -> float:
+    if seconds < 1:
+        raise ValueError(
+            f"must be at least 1s (polling faster only loads the agent service), not {seconds:g}s"
+        )
+    return seconds
 
-    type: Literal["http", "command"] = "http"
+
+LauncherType = Literal["http", "command", "devin", "agentscope"]
+DEVIN_BASE_URL = "https://api.devin.ai"
+
+
+class LauncherConfig(Section):
+    """How a fire starts an agent session: an HTTP call, a local command, the Devin v3 API or
+    an AgentScope server. `[launcher]` is the launcher named `default`; `[launchers.NAME]`
+    declares more, with the same keys."""
+
+    type: LauncherType = "http"
     url: HttpUrl = "http://127.0.0.1:9000/v3/organizations/{org_id}/sessions"
     token_env: SecretName = "SESSION_API_TOKEN"
     timeout: PositiveDuration = 60.0
     command: list[str] | None = None
     max_attempts: int = Field(default=5, ge=1)
     idempotent: bool = False
+    base_url: HttpUrl | None = None
+    """`devin` and `agentscope`: the service's root URL (`devin` defaults to Devin's API)."""
+    org_id: Identifier | None = None
+    """`devin`: the Devin organization sessions are made in; None: the schedule's org."""
+    max_acu_limit: int | None = Field(default=None, gt=0)
+    """`devin`: the ACU limit of each session made; None: Devin's own default."""
+    follow: bool = False
+    """Follow each launched session until it ends (`http`): the run is `running` meanwhile."""
+    follow_interval: Annotated[Duration, AfterValidator(_at_least_a_second)] = 30.0
+    follow_timeout: PositiveDuration = 21600.0
+    status_url: str | None = None
+    """Where a session's status is read: `{session_id}` (and `{org_id}`) are substituted;
+    default `{url}/{session_id}`."""
 
     @field_validator("url")
     @classmethod
@@ -216,13 +252,66 @@ class LauncherConfig(Section):
             raise ValueError("the only placeholder allowed in braces is {org_id}") from None
         return value
 
+    @field_validator("status_url")
+    @classmethod
+    def _check_status_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            filled = value.format(org_id="org", session_id="devin-1")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                "the only placeholders allowed in braces are {org_id} and {session_id}"
+            ) from None
+        http_url(filled)
+        return value
+
+    @property
+    def session_status_url(self) -> str:
+        """The template of a session's status URL, `{org_id}` and `{session_id}` to fill
+        (`devin`: Devin's GET session, in the launcher's org when it names one)."""
+        if self.status_url is not None:
+            return self.status_url
+        if self.type == "devin":
+            org = self.org_id or "{org_id}"
+            return f"{self.service_url}/v3/organizations/{org}/sessions/{{session_id}}"
+        return self.url.rstrip("/") + "/{session_id}"
+
     @model_validator(mode="after")
     def _check_command(self) -> Self:
         if self.type == "command" and not self.command:
             raise conflict('type = "command" needs a non-empty command (an argv list)', "command")
         if self.command is not None and (not self.command or not self.command[0]):
             raise conflict("command must start with a program name", "command")
+        if self.type == "command" and self.follow:
+            raise conflict('a "command" launcher always follows its process: drop follow', "follow")
         return self
+
+    @model_validator(mode="after")
+    def _check_service(self) -> Self:
+        if self.type == "agentscope" and self.base_url is None:
+            raise conflict('type = "agentscope" needs base_url (the AgentScope server)', "base_url")
+        if self.type == "devin":
+            if "token_env" not in self.model_fields_set:
+                raise conflict(
+                    'type = "devin" needs token_env (the secret holding a cog_ service-user token)',
+                    "token_env",
+                )
+            _read_token(self.token_env)  # a Devin launcher without its token cannot start
+        return self
+
+    @property
+    def service_url(self) -> str:
+        """`base_url` without a trailing slash (`devin`: Devin's API unless set)."""
+        return (self.base_url or DEVIN_BASE_URL).rstrip("/")
+
+    @property
+    def token_secret(self) -> str | None:
+        """The secret holding the bearer token sent, or None when none is sent: `http` and
+        `devin` always send one; `agentscope` only when `token_env` is written."""
+        if self.type == "agentscope" and "token_env" not in self.model_fields_set:
+            return None
+        return self.token_env
 
 
 class NotifyConfig(Section):
@@ -243,6 +332,8 @@ class AgentScopeConfig(Section):
     enabled: bool = False
     org: Identifier = "org-local"
     require_token: bool = False
+    launcher: LauncherName | None = None
+    """The launcher of schedules made through this façade; None: the default launcher."""
 
 
 class UiConfig(Section):

@@ -9,7 +9,10 @@ The engine coordinates parts that each own one piece of state:
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
-- `CatchUp` (`daemon.catchup`): missed instants and stuck runs, paced by `daemon.pacer`;
+- `Follower` (`daemon.following`): a launched session followed to its end;
+- `CatchUp` (`daemon.catchup`): missed instants, stuck runs and backfills, paced by
+  `daemon.pacer`;
+- `OrgUsage` (`daemon.org_limits`): each org's sessions in flight and of the last hour;
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
 - `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
 
@@ -25,7 +28,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -36,7 +39,7 @@ from daemon import metrics
 from daemon.catchup import CatchUp, Moved
 from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
-from daemon.fires import Decision, Fire, current_schedules, run_for, yielding
+from daemon.fires import Decision, Fire, current_schedules, run_for, skipped_over_limit, yielding
 from daemon.firing import (
     OverlapAction,
     fire_identity,
@@ -44,9 +47,12 @@ from daemon.firing import (
     overlap_action,
     timer_for,
 )
+from daemon.following import Followed, Follower, FollowPlan
 from daemon.horizon import Horizon
+from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner, log_fired
+from daemon.org_limits import LimitRefusal, OrgLimits, OrgUsage, SkipReason
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
@@ -83,6 +89,13 @@ class _Phase(Enum):
     STOPPING = "stopping"
 
 
+def _routes(launcher: Launcher | LauncherRoutes, follow: FollowPlan | None) -> LauncherRoutes:
+    """One launcher is every schedule's: the routes of a single `default` launcher."""
+    if isinstance(launcher, LauncherRoutes):
+        return launcher
+    return LauncherRoutes.single(launcher, follow)
+
+
 class Engine:
     """Fires schedules; implements `api.ports.ScheduleEvents` for the HTTP layer."""
 
@@ -93,8 +106,10 @@ class Engine:
         directory: DirectoryRef,
         clock: Clock,
         settings: SchedulerConfig,
-        launcher: Launcher,
+        launcher: Launcher | LauncherRoutes,
+        follow: FollowPlan | None = None,
         on_finished: Callable[[FinishedRun], None] = _ignore_finished,
+        org_limits: Mapping[str, OrgLimits] | None = None,
         owns: Callable[[str], bool] = _everything,
         recovery_age: float | None = None,
     ) -> None:
@@ -108,12 +123,22 @@ class Engine:
         self._timers = TimerBook(self._on_timer)
         self._horizon = Horizon()
         self._slots: LaunchSlots[Fire] = LaunchSlots(settings.max_concurrent_launches)
-        self._report = OutcomeReporter(on_finished, on_inactive=self._on_inactive)
+        self._usage = OrgUsage(org_limits)
+        self._on_finished = on_finished
+        self._report = OutcomeReporter(self._settled, on_inactive=self._on_inactive)
         self._finisher = Finisher(
             store, max_failures=lambda: self.settings.max_consecutive_failures, report=self._report
         )
+        self._follower = Follower(
+            clock, finisher=self._finisher, limit=lambda: self.settings.max_concurrent_follows
+        )
         self._launches = LaunchRunner(
-            store, clock, slots=self._slots, finisher=self._finisher, launcher=launcher
+            store,
+            clock,
+            slots=self._slots,
+            finisher=self._finisher,
+            launchers=_routes(launcher, follow),
+            follower=self._follower,
         )
         self._catchup = CatchUp(
             store,
@@ -123,8 +148,11 @@ class Engine:
             finisher=self._finisher,
             report=self._report,
             launch=self._start_launch,
+            follow=self._start_follow,
             in_progress=self._slots.in_progress,
+            admit=self._admit,
             owns=owns,
+            mine=self._slots.running,
             recovery_age=recovery_age,
         )
         # Schedules between a timer firing and their advance, with the instant fired from:
@@ -142,11 +170,13 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover runs a crash left `launching`, catch up missed instants, start the timer."""
+        """Follow runs left `running` again, recover runs a crash left `launching`, catch up
+        missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
-        idempotent = self._launches.launcher.idempotent
-        interrupted, recovered = await self._catchup.recover(now, idempotent=idempotent)
+        await self._restore_usage(now)
+        idempotent = self._launches.launchers.idempotent
+        recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
             self._finisher.start(),
             self._catchup.pacer.start(),
@@ -160,9 +190,10 @@ class Engine:
         self._spawn(self._guarded("count", self._count_enabled()), "count")
         log.info(
             "engine_started",
-            interrupted=interrupted,
-            relaunched=sum(1 for item in recovered if not item.resend),
-            resent=sum(1 for item in recovered if item.resend),
+            interrupted=recovered.ended,
+            relaunched=sum(1 for item in recovered.pending if not item.resend),
+            resent=sum(1 for item in recovered.pending if item.resend),
+            followed=recovered.followed,
             catchups=catchups,
             missed_schedules=behind,
             timers=len(self._timers),
@@ -181,10 +212,11 @@ class Engine:
         self._slots.close()
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; wait up to `grace` s for launches in flight, then cancel them.
+        """Stop claiming and following; wait up to `grace` s for launches in flight, then
+        cancel them.
 
-        A cancelled launch's run stays `launching`: the next start deals with it (see
-        `daemon.firing.plan_recovery`), as with catch-ups still queued.
+        A cancelled launch's run stays `launching`, a followed one `running`: the next start
+        deals with them (see `daemon.firing.plan_recovery`), as with catch-ups still queued.
         """
         if not self._background:
             return
@@ -192,6 +224,7 @@ class Engine:
         if self._recount is not None:
             self._recount.cancel()
         left = await self._catchup.close()
+        self._follower.close()
         cancelled = await self._wait_for_launches(grace)
         await self._finisher.close(FINISH_CLOSE_TIMEOUT)
         for task in self._background:
@@ -226,15 +259,47 @@ class Engine:
         fresh = time.monotonic() - self._horizon.last_refill < overdue
         return self._timers.running and fresh
 
-    def set_launcher(self, launcher: Launcher) -> None:
-        """New fires use `launcher`; launches in flight finish on the old one."""
-        self._launches.launcher = launcher
+    def set_launcher(
+        self, launcher: Launcher | LauncherRoutes, follow: FollowPlan | None = None
+    ) -> None:
+        """New fires use `launcher` (or the routes' launchers, and follow their sessions as
+        their plans say); launches and follows in flight finish on the ones they started with."""
+        self._launches.launchers = _routes(launcher, follow)
+
+    def set_org_limits(self, limits: Mapping[str, OrgLimits]) -> None:
+        """Org limits applied from the next fire on; the counts so far are kept."""
+        self._usage.set_limits(limits)
+
+    async def _restore_usage(self, now: datetime) -> None:
+        """Count what an earlier process left: runs sent and still in flight (their sessions
+        followed or not), and the launches of the last hour (the runs not sent yet are
+        admitted when released)."""
+        unfinished = await self.store.unfinished_runs()
+        stuck = [run for run in unfinished if run.dispatched_at or run.status == RunStatus.RUNNING]
+        launches = await self.store.launches_since(now - timedelta(hours=1))
+        schedules = await self.store.get_schedules({run.schedule_id for run in stuck})
+        in_flight = [
+            (schedules[run.schedule_id].org_id, run.id)
+            for run in stuck
+            if run.schedule_id in schedules
+        ]
+        self._usage.restore(in_flight, launches)
+
+    def _admit(self, schedule: Schedule, run: Run, now: datetime) -> LimitRefusal | None:
+        return self._usage.admit(schedule.org_id, run.id, now)
+
+    def _settled(self, item: FinishedRun) -> None:
+        """A run finished: it may free one of its org's sessions; then the daemon's hook."""
+        self._usage.settled(item.schedule.org_id, item.run.id, item.run.status)
+        self._on_finished(item)
 
     def update_settings(self, settings: SchedulerConfig) -> None:
         """Apply new scheduler settings without dropping a timer."""
         previous, self.settings = self.settings, settings
         if settings.max_concurrent_launches != previous.max_concurrent_launches:
             self._slots.resize(settings.max_concurrent_launches)
+        if settings.max_concurrent_follows != previous.max_concurrent_follows:
+            self._follower.resize(settings.max_concurrent_follows)
         if settings.horizon != previous.horizon and self._phase == _Phase.RUNNING:
             self._spawn(self._on_refill(), "refill")  # the loop takes the new interval next
 
@@ -308,6 +373,35 @@ class Engine:
                 self._start_launch(Launch(schedule, run, identity))
                 return run
         raise RuntimeError(f"could not claim a manual run of {schedule.id}")
+
+    async def backfill(
+        self, schedule: Schedule, instants: Sequence[datetime], *, by: str
+    ) -> list[Run]:
+        """Claim a `backfill` run for each of `instants` that has none yet and queue them at
+        the catch-up rate; answers the runs claimed (an instant with a run is skipped)."""
+        identity = fire_identity(schedule, self.directory.current)
+        now = self.clock.now()
+        runs = [
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=instant,
+                trigger=RunTrigger.BACKFILL,
+                started_at=now,
+                identity=identity.user_id,
+            )
+            for instant in instants
+        ]
+        claimed = await self.store.claim_runs(runs)
+        if self._phase == _Phase.RUNNING:  # else they stay launching: the next start sends them
+            self._catchup.queue_backfill(schedule, claimed)
+        log.info(
+            "backfill_queued",
+            schedule_id=schedule.id,
+            asked=len(instants),
+            queued=len(claimed),
+            triggered_by=by,
+        )
+        return claimed
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -387,8 +481,8 @@ class Engine:
         self._slots.unbuffer(schedule_id)
 
     async def _recover_abandoned(self) -> None:
-        """In a fleet: recover the runs a member that stopped left `launching`."""
-        idempotent = self._launches.launcher.idempotent
+        """In a fleet: recover the runs a member that stopped left unfinished."""
+        idempotent = self._launches.launchers.idempotent
         await self._catchup.recover(self.clock.now(), idempotent=idempotent)
 
     def _recount_soon(self) -> None:
@@ -490,7 +584,12 @@ class Engine:
             action = overlap_action(schedule, in_flight=in_progress, buffered=buffered)
         running = self._slots.running(schedule.id) if action == OverlapAction.SKIP else ()
         run = run_for(fire, schedule, identity, action, now, running=running)
-        return Decision(fire, schedule, identity, action, run)
+        refusal = None
+        if run is not None and action == OverlapAction.FIRE:
+            refusal = self._admit(schedule, run, now)
+            if refusal is not None:
+                run = skipped_over_limit(run, refusal, now)
+        return Decision(fire, schedule, identity, action, run, refusal)
 
     def _carry_out(self, decision: Decision, claimed: set[str], now: datetime) -> None:
         schedule, fire, run = decision.schedule, decision.fire, decision.run
@@ -501,10 +600,14 @@ class Engine:
             log.info("run_buffered", **about, reason="the previous run is still in progress")
             return
         if run is None or run.id not in claimed:
+            if run is not None and decision.action == OverlapAction.FIRE:
+                self._usage.forget(schedule.org_id, run.id)
             return  # this instant was claimed before (a restart, or another process)
         if run.status == RunStatus.SKIPPED:
+            reason = decision.refusal.reason if decision.refusal else SkipReason.OVERLAP
             metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
-            log.info("run_skipped", **about, run_id=run.id, error=run.error)
+            metrics.RUNS_SKIPPED.labels(reason.value).inc()
+            log.info("run_skipped", **about, run_id=run.id, reason=reason.value, error=run.error)
             return
         log_fired(run, decision.identity, now)
         self._start_launch(Launch(schedule, run, decision.identity))
@@ -578,8 +681,15 @@ class Engine:
     # -- launching -------------------------------------------------------------------------
 
     def _start_launch(self, launch: Launch) -> None:
+        # Counted whatever the limits: a manual run, or one admitted before (idempotent).
+        self._usage.record(launch.schedule.org_id, launch.run.id, self.clock.now())
         work = self._launches.run(launch)
         self._slots.start(launch.schedule.id, launch.run.id, work, self._fire_buffered)
+
+    def _start_follow(self, item: Followed) -> None:
+        """A run left `running`: in progress (for overlap) until its session ends."""
+        work = self._launches.resume(item)
+        self._slots.start(item.run.schedule_id, item.run.id, work, self._fire_buffered)
 
     def _fire_buffered(self, fire: Fire) -> None:
         """Overlap: a buffered fire starts once its schedule has nothing in progress."""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from daemon.firing import FireIdentity, OverlapAction, Timer, natural_trigger, next_after_fire
+from daemon.org_limits import LimitRefusal
 from storage.domain import Run, Schedule
 from storage.enums import RunStatus, RunTrigger
 from storage.store import Store
@@ -80,6 +81,8 @@ class Decision:
     identity: FireIdentity
     action: OverlapAction
     run: Run | None
+    refusal: LimitRefusal | None = None
+    """Set when an org limit turned the fire into a skipped run."""
 
 
 async def current_schedules(store: Store, fires: Sequence[Fire]) -> dict[str, Schedule]:
@@ -132,6 +135,11 @@ def run_for(
         finished_at=now,
         error=f"skipped: the previous run ({', '.join(running)}) was still in progress",
     )
+
+
+def skipped_over_limit(run: Run, refusal: LimitRefusal, now: datetime) -> Run:
+    """The run of a fire an org limit refused: skipped, its error naming the limit."""
+    return dataclasses.replace(run, status=RunStatus.SKIPPED, finished_at=now, error=refusal.error)
 
 
 async def yielding(items: Sequence[T]) -> AsyncIterator[T]:

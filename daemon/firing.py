@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from daemon.org_limits import SkipReason
 from storage.domain import Run, Schedule
 from storage.enums import Overlap, RunStatus, RunTrigger, ScheduleType
 from storage.identities import Directory
@@ -242,7 +243,7 @@ def overlap_action(schedule: Schedule, *, in_flight: int, buffered: bool) -> Ove
 
 
 class Recovery(StrEnum):
-    """What start-up does with a run an earlier process left `launching`."""
+    """What start-up does with a run an earlier process left `launching` or `running`."""
 
     RELAUNCH = "relaunch"
     """The request was never sent: launch it again, with the same run id."""
@@ -250,6 +251,10 @@ class Recovery(StrEnum):
     """It may have been sent, and the launcher is idempotent: send it again, same key."""
     INTERRUPT = "interrupt"
     """It may have been sent (or is too old to launch now): mark it `interrupted`."""
+    FOLLOW = "follow"
+    """Its session was launched and is followed: follow it again (never interrupted)."""
+    ABANDON = "abandon"
+    """Its session was followed, but its schedule is gone: mark it `failed`, unfollowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +278,13 @@ def plan_recovery(
     default_window: float,
     idempotent: bool,
 ) -> RecoveryPlan:
-    """Relaunch a run whose request never left, re-send one an idempotent service may have
-    seen, interrupt the rest: nothing that may have started a session starts a second."""
+    """Follow a `running` run's session again; relaunch a run whose request never left,
+    re-send one an idempotent service may have seen, interrupt the rest: nothing that may
+    have started a session starts a second."""
+    if run.status == RunStatus.RUNNING:
+        if schedule is None or run.session_id is None:
+            return RecoveryPlan(Recovery.ABANDON, "no longer followed: its schedule was deleted")
+        return RecoveryPlan(Recovery.FOLLOW, "followed again after a restart")
     if run.dispatched_at is not None:
         if idempotent:
             note = "re-sent after a restart with the same Idempotency-Key"
@@ -285,6 +295,9 @@ def plan_recovery(
             "may have started; it was not sent again (the launcher is not idempotent)",
         )
     unsent = "interrupted: agentcron stopped before sending the launch request"
+    if run.trigger == RunTrigger.BACKFILL and schedule is not None and schedule.deleted_at is None:
+        # Asked for explicitly, for instants long past: neither the window nor a pause applies.
+        return RecoveryPlan(Recovery.RELAUNCH, "backfill relaunched after a restart")
     if schedule is None or not schedule.is_active:
         return RecoveryPlan(Recovery.INTERRUPT, f"{unsent}, and the schedule is no longer active")
     window = catchup_window(schedule, default_window)
@@ -309,6 +322,8 @@ class Dropped:
 
     status: RunStatus
     error: str
+    reason: SkipReason | None = None
+    """Why a `skipped` one was skipped (the metric's label)."""
 
 
 def catchup_release(
@@ -326,7 +341,19 @@ def catchup_release(
     if schedule is None or not schedule.is_active:
         return Dropped(RunStatus.MISSED, "catch-up dropped: the schedule is no longer active")
     if overlap_action(schedule, in_flight=in_flight, buffered=True) == OverlapAction.SKIP:
-        return Dropped(RunStatus.SKIPPED, "catch-up skipped: the previous run is still in progress")
+        error = "catch-up skipped: the previous run is still in progress"
+        return Dropped(RunStatus.SKIPPED, error, SkipReason.OVERLAP)
+    return None
+
+
+def backfill_release(schedule: Schedule | None) -> Dropped | None:
+    """Whether a paced backfill run due for release now launches (None) or is dropped.
+
+    A backfill was asked for explicitly: it launches while its schedule is paused and
+    whatever its overlap policy says; only a deleted schedule drops it.
+    """
+    if schedule is None or schedule.deleted_at is not None:
+        return Dropped(RunStatus.MISSED, "backfill dropped: the schedule was deleted")
     return None
 
 

@@ -7,7 +7,8 @@ from storage.identities import Directory, Org, ServiceUser, User
 
 
 def build_directory(config: Config) -> Directory:
-    """Every org, user and service user of `config` as one immutable directory."""
+    """Every org, user and service user of `config`, and its launcher names, as one
+    immutable directory."""
     return Directory.build(
         orgs=[Org(org.id, org.name) for org in config.orgs],
         users=[User(u.id, frozenset(u.orgs), frozenset(u.permissions)) for u in config.users],
@@ -22,4 +23,5 @@ def build_directory(config: Config) -> Directory:
         ],
         bot_user_id=config.identity.bot_user_id,
         token_prefix=config.identity.token_prefix,
+        launchers=config.named_launchers,
     )

@@ -14,20 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
+import functools
 import json
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 
 from daemon.config import LauncherConfig
+from daemon.retry import Backoff, RetryPolicy, Stop, retry, retry_after_seconds
 from daemon.sdnotify import SUPERVISION_ENVIRONMENT
 from daemon.secrets import read_secret
 from storage.domain import Schedule
@@ -37,6 +37,8 @@ BODY_SNIPPET = 200
 STDERR_TAIL = 500
 """Characters of a command's stderr quoted in an error."""
 _READ_LIMIT = 64 * 1024
+LAUNCH_BACKOFF = Backoff(base=0.5, cap=30.0)
+"""Waits between attempts at the session service (`launcher.timeout` bounds them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,7 @@ def _plural_attempts(count: int) -> str:
     return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
-def _snippet(text: str, limit: int = BODY_SNIPPET) -> str:
+def snippet(text: str, limit: int = BODY_SNIPPET) -> str:
     return " ".join(text.split())[:limit]
 
 
@@ -105,18 +107,7 @@ def _snippet(text: str, limit: int = BODY_SNIPPET) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delay before retry n (1-based): base * 2**(n-1), at most `cap` seconds."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, retry: int) -> float:
-        return min(self.cap, self.base * 2.0 ** (retry - 1))
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
+class Answer:
     """One attempt's outcome: final (success or not), or transient (retried)."""
 
     final: bool
@@ -127,24 +118,17 @@ class _Answer:
     short_of_resources: bool = False
     """The attempt failed on this host (out of descriptors or memory), before any request."""
 
+    @property
+    def retryable(self) -> bool:
+        return not self.final
+
+    @property
+    def counted(self) -> bool:
+        """An attempt short of resources never reached the service: it does not count."""
+        return not self.short_of_resources
+
     def result(self, attempts: int) -> LaunchResult:
         return LaunchResult(attempts, self.session_id, self.session_url, self.error)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """A `Retry-After` header (delay-seconds or an HTTP-date) in seconds from `now`."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def create_session_body(request: LaunchRequest) -> dict[str, Any]:
@@ -167,11 +151,33 @@ def create_session_body(request: LaunchRequest) -> dict[str, Any]:
     return body
 
 
+Classify = Callable[[int, str], "Answer"]
+"""What a final (not 429, not 5xx) HTTP answer means, from its status and body text."""
+
+
+@dataclass(slots=True)
+class Tries:
+    """The attempts of one launch (every step of it) and the instant its timeout falls."""
+
+    deadline: float
+    count: int = 0
+
+
 class HttpLauncher:
-    """Creates sessions on a Devin v3 compatible session service."""
+    """Creates sessions on a Devin v3 compatible session service.
+
+    Its retry loop (`retrying`, within `bounded`) and its single attempt (`post`) are shared
+    with the other launchers that speak HTTP (`devin`, `agentscope`): one request is retried
+    on network errors, 429 and 5xx with exponential backoff honouring `Retry-After`, and a
+    whole launch, every step of it, is bounded by `launcher.timeout`.
+    """
 
     def __init__(
-        self, config: LauncherConfig, *, http: aiohttp.ClientSession, backoff: Backoff = Backoff()
+        self,
+        config: LauncherConfig,
+        *,
+        http: aiohttp.ClientSession,
+        backoff: Backoff = LAUNCH_BACKOFF,
     ) -> None:
         self.config = config
         self.http = http
@@ -182,64 +188,91 @@ class HttpLauncher:
         return self.config.idempotent
 
     async def launch(self, request: LaunchRequest) -> LaunchResult:
-        attempts = [0]
+        url, body, create = self._call(request)
+        headers = functools.partial(self._headers, request)
+
+        def classify(status: int, text: str) -> Answer:
+            return _classify(status, text, request, create)
+
+        return await self.bounded(lambda tries: self.send(tries, url, body, headers, classify))
+
+    async def bounded(self, steps: Callable[[Tries], Awaitable[LaunchResult]]) -> LaunchResult:
+        """Run the launch's `steps` within `launcher.timeout`, retries included."""
+        tries = Tries(deadline=asyncio.get_running_loop().time() + self.config.timeout)
         try:
             async with asyncio.timeout(self.config.timeout):
-                return await self._attempts(request, attempts)
+                return await steps(tries)
         except TimeoutError:
             return LaunchResult(
-                attempts=attempts[0],
+                attempts=tries.count,
                 error=f"session service did not answer within {_seconds(self.config.timeout)} "
-                f"({_plural_attempts(attempts[0])})",
+                f"({_plural_attempts(tries.count)})",
             )
 
-    async def _attempts(self, request: LaunchRequest, attempts: list[int]) -> LaunchResult:
+    async def send(
+        self,
+        tries: Tries,
+        url: str,
+        body: dict[str, Any],
+        headers: Callable[[], dict[str, str]],
+        classify: Classify,
+    ) -> LaunchResult:
+        """One request of a launch, retried (`retrying`) until its answer is final."""
+        return await self.retrying(tries, lambda: self.post(url, body, headers, classify))
+
+    async def retrying(
+        self, tries: Tries, attempt: Callable[[], Awaitable[Answer]]
+    ) -> LaunchResult:
         """Attempt, and retry transient errors, until an answer is final, `max_attempts`
-        attempts reached the session service, or the next retry would pass the timeout.
+        attempts reached the session service, or the next retry would pass the deadline.
 
         An attempt that failed for want of descriptors (or memory) on this host never
         reached the service: it does not count against `max_attempts`, so such a launch is
         retried, with backoff, until the timeout, by which the shortage has often passed.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.timeout
-        answer = _Answer(final=False)
-        reached = 0
-        for attempt in itertools.count(1):
-            attempts[0] = attempt
-            answer = await self._attempt(request)
-            reached += 0 if answer.short_of_resources else 1
-            if answer.final or reached == self.config.max_attempts:
-                break
-            delay = answer.retry_after
-            delay = self.backoff.delay(attempt) if delay is None else delay
-            if loop.time() + delay >= deadline:
-                timeout = _seconds(self.config.timeout)
-                return LaunchResult(
-                    attempts=attempt,
-                    error=f"{answer.error} (gave up after {_plural_attempts(attempt)}: "
-                    f"the next retry would pass the {timeout} launch timeout)",
-                )
-            await asyncio.sleep(delay)
-        if not answer.final:
-            error = f"{answer.error} (after {_plural_attempts(attempts[0])})"
-            return LaunchResult(attempts[0], error=error)
-        return answer.result(attempts[0])
 
-    async def _attempt(self, request: LaunchRequest) -> _Answer:
-        url, body, create = self._call(request)
+        async def counted(_number: int) -> Answer:
+            tries.count += 1
+            return await attempt()
+
+        remaining = tries.deadline - asyncio.get_running_loop().time()
+        policy = RetryPolicy(self.config.max_attempts, remaining, self.backoff)
+        retried = await retry(policy, counted)
+        answer, count = retried.outcome, tries.count
+        if retried.stop is Stop.DEADLINE:
+            timeout = _seconds(self.config.timeout)
+            return LaunchResult(
+                attempts=count,
+                error=f"{answer.error} (gave up after {_plural_attempts(count)}: "
+                f"the next retry would pass the {timeout} launch timeout)",
+            )
+        if retried.stop is Stop.ATTEMPTS:
+            return LaunchResult(count, error=f"{answer.error} (after {_plural_attempts(count)})")
+        return answer.result(count)
+
+    async def post(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: Callable[[], dict[str, str]],
+        classify: Classify,
+    ) -> Answer:
+        """One attempt: POST `body` as JSON; 429 and 5xx are transient, `classify` says what
+        any other answer means. `headers()` may raise OSError/ValueError (a secret unread)."""
         try:
-            headers = self._headers(request)
+            sent = headers()
         except (OSError, ValueError) as exc:
             error = f"cannot read the session service token {self.config.token_env}: {exc}"
             short = _short_of_resources(exc)  # a credential file that could not be opened now
-            return _Answer(final=not short, error=error, short_of_resources=short)
+            return Answer(final=not short, error=error, short_of_resources=short)
         try:
-            async with self.http.post(url, json=body, headers=headers) as response:
+            async with self.http.post(url, json=body, headers=sent) as response:
                 text = await _read_text(response)
-                return _classify(response.status, response.headers, text, request, create)
+                if response.status == 429 or response.status >= 500:
+                    return _transient(response.status, response.headers, text)
+                return classify(response.status, text)
         except (aiohttp.ClientError, OSError) as exc:
-            return _Answer(
+            return Answer(
                 final=False,
                 error=f"session service unreachable: {_describe(exc)}",
                 short_of_resources=_short_of_resources(exc),
@@ -257,11 +290,17 @@ class HttpLauncher:
     def _headers(self, request: LaunchRequest) -> dict[str, str]:
         """Idempotency-Key, and the bearer token when the secret is set (read per launch, so
         a rotated credential is picked up without a reload). Raises OSError/ValueError."""
-        headers = {"Idempotency-Key": request.run_id}
-        token = read_secret(self.config.token_env)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return headers
+        return {"Idempotency-Key": request.run_id, **bearer(self.config.token_env)}
+
+
+def bearer(secret: str | None) -> dict[str, str]:
+    """The Authorization header carrying the secret `secret`, or none when it is unset.
+
+    Read at each call, so a rotated credential is picked up without a reload; raises
+    OSError/ValueError when the secret cannot be read.
+    """
+    token = read_secret(secret) if secret else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -297,43 +336,58 @@ async def _read_text(response: aiohttp.ClientResponse) -> str:
     return bytes(data).decode("utf-8", errors="replace")
 
 
-def _classify(
-    status: int, headers: Mapping[str, str], text: str, request: LaunchRequest, create: bool
-) -> _Answer:
-    """What one HTTP answer means: success, a final failure, or a transient error."""
-    if status == 429 or status >= 500:
-        retry_after = retry_after_seconds(headers.get("Retry-After"), datetime.now(UTC))
-        return _Answer(
-            final=False,
-            error=f"session service answered HTTP {status}: {_snippet(text)}",
-            retry_after=retry_after,
-        )
+def _transient(status: int, headers: Mapping[str, str], text: str) -> Answer:
+    retry_after = retry_after_seconds(headers.get("Retry-After"), datetime.now(UTC))
+    return Answer(
+        final=False,
+        error=f"session service answered HTTP {status}: {snippet(text)}",
+        retry_after=retry_after,
+    )
+
+
+def _classify(status: int, text: str, request: LaunchRequest, create: bool) -> Answer:
+    """What a final HTTP answer of a Devin-shaped service means: a session, or a failure."""
     if not 200 <= status < 300:
-        return _final(error=f"session service answered HTTP {status}: {_snippet(text)}")
+        return refused(status, text)
     if not create:
-        return _final(session_id=request.session_id, session_url=_json_url(text))
-    return _created(status, text)
+        return final_answer(session_id=request.session_id, session_url=_json_url(text))
+    return created(status, text)
 
 
-def _final(
+def refused(status: int, text: str) -> Answer:
+    """A final failure: the service answered a status that is not a success."""
+    return final_answer(error=f"session service answered HTTP {status}: {snippet(text)}")
+
+
+def final_answer(
     *, error: str | None = None, session_id: str | None = None, session_url: str | None = None
-) -> _Answer:
-    return _Answer(final=True, session_id=session_id, session_url=session_url, error=error)
+) -> Answer:
+    return Answer(final=True, session_id=session_id, session_url=session_url, error=error)
 
 
-def _created(status: int, text: str) -> _Answer:
+def json_object(status: int, text: str) -> dict[str, Any] | Answer:
+    """The answer's JSON object (empty when it is JSON but no object), or the final failure
+    saying it is not JSON."""
     try:
         body = json.loads(text)
     except ValueError:
-        return _final(
+        return final_answer(
             error=f"session service answered HTTP {status} with a body that is not JSON: "
-            f"{_snippet(text)}"
+            f"{snippet(text)}"
         )
-    session_id = body.get("session_id") if isinstance(body, dict) else None
+    return body if isinstance(body, dict) else {}
+
+
+def created(status: int, text: str) -> Answer:
+    """A created session: a JSON object with a non-empty `session_id` (and maybe `url`)."""
+    body = json_object(status, text)
+    if isinstance(body, Answer):
+        return body
+    session_id = body.get("session_id")
     if not isinstance(session_id, str) or not session_id:
-        return _final(error=f"session service answered HTTP {status} without a session_id")
+        return final_answer(error=f"session service answered HTTP {status} without a session_id")
     url = body.get("url")
-    return _final(session_id=session_id, session_url=url if isinstance(url, str) else None)
+    return final_answer(session_id=session_id, session_url=url if isinstance(url, str) else None)
 
 
 def _json_url(text: str) -> str | None:

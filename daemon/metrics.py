@@ -6,8 +6,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RUNS = Counter(
     "agentcron_runs_total",
-    "Runs recorded, by final status (succeeded, failed, skipped, missed, interrupted).",
+    "Runs recorded, by final status (succeeded, failed, skipped, missed, interrupted);"
+    " `running`: followed sessions launched.",
     ["status"],
+)
+RUNS_SKIPPED = Counter(
+    "agentcron_runs_skipped_total",
+    "Runs skipped instead of launched, by reason (overlap, org_concurrency, org_hourly).",
+    ["reason"],
 )
 FIRE_LATENESS = Histogram(
     "agentcron_fire_lateness_seconds",
@@ -18,6 +24,11 @@ LAUNCH_DURATION = Histogram(
     "agentcron_launch_duration_seconds",
     "How long launching a session took, retries included.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+LAUNCHES = Counter(
+    "agentcron_launches_total",
+    "Launches carried out, by launcher name and outcome (succeeded, failed).",
+    ["launcher", "outcome"],
 )
 LAUNCHES_IN_FLIGHT = Gauge("agentcron_launches_in_flight", "Launches started and not yet finished.")
 SCHEDULES_ENABLED = Gauge(
@@ -31,6 +42,21 @@ CATCHUP_RUNS = Counter(
 )
 MISSED_RUNS = Counter(
     "agentcron_missed_runs_total", "Missed runs recorded (each may stand for many instants)."
+)
+SESSIONS_RUNNING = Gauge(
+    "agentcron_sessions_running",
+    "Launched sessions being followed to their end, by launcher.",
+    ["launcher"],
+)
+FOLLOW_SECONDS = Histogram(
+    "agentcron_follow_seconds",
+    "From a followed session's launch to the end agentcron saw (or its follow timeout).",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 21600, 43200, 86400),
+)
+SESSION_POLLS = Counter(
+    "agentcron_session_polls_total",
+    "Reads of a followed session's status, by outcome (running, ended, transient_error, refused).",
+    ["outcome"],
 )
 FLEET_MEMBERS = Gauge(
     "agentcron_fleet_members", "Live members of the fleet sharing the database (1 on SQLite)."

@@ -6,6 +6,8 @@
     agentcron schedules patch ID [--enabled | --disabled] [--frequency CRON] [--body JSON] [...]
     agentcron schedules delete ID
     agentcron schedules trigger ID
+    agentcron schedules backfill ID --start ISO --end ISO [--max-runs N]
+    agentcron schedules preview ID
     agentcron schedules runs ID [--limit N] [--offset N]
 
 Every command calls the Devin v3 API of the daemon at `--url` (default `$AGENTCRON_URL`, else
@@ -271,7 +273,9 @@ _BODY_FLAGS: Final = {
     "agent": "agent",
     "notify_on": "notify_on",
     "playbook_id": "playbook_id",
+    "launcher": "launcher",
     "enabled": "enabled",
+    "prompt_format": "prompt_format",
 }
 
 
@@ -345,6 +349,17 @@ def _trigger(client: Client, args: argparse.Namespace) -> JSON:
     return client.call("POST", _schedule_path(args, "/trigger"), query=EVERY_AGENT)
 
 
+def _backfill(client: Client, args: argparse.Namespace) -> JSON:
+    body: dict[str, JSON] = {"start": args.start, "end": args.end}
+    if args.max_runs is not None:
+        body["max_runs"] = args.max_runs
+    return client.call("POST", _schedule_path(args, "/backfill"), body=body, query=EVERY_AGENT)
+
+
+def _preview(client: Client, args: argparse.Namespace) -> JSON:
+    return client.call("GET", _schedule_path(args, "/prompt-preview"), query=EVERY_AGENT)
+
+
 def _runs(client: Client, args: argparse.Namespace) -> JSON:
     return client.call("GET", _schedule_path(args, "/runs"), query=_page_query(args))
 
@@ -406,6 +421,14 @@ def _add_paging(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=_non_negative, default=0, help="items to skip")
 
 
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", metavar="ISO", required=True, help="first instant (included)")
+    parser.add_argument("--end", metavar="ISO", required=True, help="end (excluded), not after now")
+    parser.add_argument(
+        "--max-runs", type=int, help="refuse a range of more instants (default 100, at most 1000)"
+    )
+
+
 def _add_json_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the server's JSON")
 
@@ -452,6 +475,14 @@ def _add_field_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notify-on", choices=("always", "failure", "never"))
     parser.add_argument("--playbook-id")
     parser.add_argument("--run-as", metavar="USER_ID", help="run sessions as this org member")
+    parser.add_argument(
+        "--launcher", metavar="NAME", help="the configured launcher its runs go through"
+    )
+    parser.add_argument(
+        "--prompt-format",
+        choices=("text", "template"),
+        help="template: the prompt is a Jinja2 template rendered at each fire",
+    )
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--enabled", dest="enabled", action="store_const", const=True)
     switch.add_argument("--disabled", dest="enabled", action="store_const", const=False)
@@ -466,6 +497,7 @@ class _Command:
     takes_id: bool = False
     paged: bool = False
     fields: bool = False
+    ranged: bool = False
 
 
 _COMMANDS: Final = (
@@ -475,6 +507,21 @@ _COMMANDS: Final = (
     _Command("patch", "change a schedule", _patch, render_fields, takes_id=True, fields=True),
     _Command("delete", "delete a schedule", _delete, _render_deleted, takes_id=True),
     _Command("trigger", "fire a schedule now", _trigger, render_fields, takes_id=True),
+    _Command(
+        "backfill",
+        "fire the past cron instants of [--start, --end) that have no run, paced",
+        _backfill,
+        render_fields,
+        takes_id=True,
+        ranged=True,
+    ),
+    _Command(
+        "preview",
+        "the prompt the next fire sends (templates rendered)",
+        _preview,
+        render_fields,
+        takes_id=True,
+    ),
     _Command(
         "runs", "a schedule's runs, newest first", _runs, _render_runs, takes_id=True, paged=True
     ),
@@ -487,6 +534,8 @@ def _add_command(commands: Subparsers, command: _Command, parent: argparse.Argum
         parser.add_argument("id", help="the schedule id (sched-...)")
     if command.paged:
         _add_paging(parser)
+    if command.ranged:
+        _add_range(parser)
     if command.fields:
         _add_field_flags(parser)
     else:

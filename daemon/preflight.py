@@ -7,9 +7,11 @@ as a line. Neither refuses the file: a warning never stops the daemon.
 - `agentscope_unauthenticated`: the AgentScope façade trusts `X-User-ID` as given; served
   without `require_token` on an address other than loopback, anyone who reaches the port
   can act as any configured user.
-- `launcher_token_missing`: the `http` launcher's `token_env` names a secret that is in
-  neither the environment nor `$CREDENTIALS_DIRECTORY`, so sessions would be requested
-  without an `Authorization` header (or, if it cannot be read, not at all).
+- `launcher_token_missing`: an `http` launcher's `token_env` (or an `agentscope` launcher's,
+  when written) names a secret that is in neither the environment nor
+  `$CREDENTIALS_DIRECTORY`, so sessions would be requested without an `Authorization`
+  header (or, if it cannot be read, not at all). One warning per launcher. (A `devin`
+  launcher without its token is a config error instead.)
 """
 
 from __future__ import annotations
@@ -72,10 +74,14 @@ def _agentscope_unauthenticated(config: Config) -> Iterator[ConfigWarning]:
 
 
 def _launcher_token_missing(config: Config) -> Iterator[ConfigWarning]:
-    launcher = config.launcher
-    if launcher.type != "http":
-        return
-    name = launcher.token_env
+    for launcher_name, launcher in config.named_launchers.items():
+        key = "launcher" if launcher_name == "default" else f"launchers.{launcher_name}"
+        name = launcher.token_secret
+        if launcher.type in ("http", "agentscope") and name is not None:
+            yield from _token_missing(key, name)
+
+
+def _token_missing(key: str, name: str) -> Iterator[ConfigWarning]:
     try:
         if read_secret(name):
             return
@@ -87,6 +93,6 @@ def _launcher_token_missing(config: Config) -> Iterator[ConfigWarning]:
         problem = f"cannot be read ({error}): launches will fail until it can"
     yield ConfigWarning(
         "launcher_token_missing",
-        f"launcher.token_env: the secret {name} {problem}",
+        f"{key}.token_env: the secret {name} {problem}",
         {"token_env": name},
     )

@@ -7,15 +7,18 @@ or runs in flight:
 
 1. identities: the directory is swapped in one assignment, so a token removed from the file
    is refused from the next request on, then the store's copy is replaced;
-2. the launcher (new fires use it; launches in flight finish on the old one), the scheduler
-   settings, the notifiers, the logging level and format;
+2. the launchers (new fires use them; launches in flight finish on the old ones), the
+   scheduler settings, the org limits (the next fire is held to them; the counts are kept),
+   the notifiers, the logging level and format;
 3. bootstrap: the file's playbooks and schedules (see `daemon.bootstrap`).
 
 Keys that only take effect at start-up (`RESTART_KEYS`: the listening address, the database
 file, the HTTP layer's settings) keep their running values; each one that differs is logged
 as `config_reload_refused` naming the key. systemd hears `RELOADING=1` before and `READY=1`
-after, whatever the outcome. A reload never raises: the daemon treats a reload task that
-failed as a dead background task and would exit.
+after, whatever the outcome. A file that removes a launcher which live schedules still name
+(other than schedules the file itself defines, which follow it) is refused whole, as an
+invalid file is, naming them (`config_reload_failed`). A reload never raises: the daemon
+treats a reload task that failed as a dead background task and would exit.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from daemon.bootstrap import BootstrapResult, apply_bootstrap
 from daemon.config import Config, ConfigError, load_config
 from daemon.engine import Engine
 from daemon.identity import build_directory
-from daemon.launchers import build_launcher
+from daemon.launcher_routes import build_routes
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
+from daemon.org_limits import limits_of
 from daemon.sdnotify import SystemdNotifier
 from storage.clock import Clock
 from storage.identities import DirectoryRef
@@ -152,11 +156,30 @@ class Reloader:
             path = str(running.source_path)
             log.error("config_reload_failed", path=path, error=str(error), problems=problems)
             return
+        if stranded := await self._stranded_schedules(running, loaded):
+            kept = f"{stranded}; the running configuration is kept"
+            log.error("config_reload_failed", path=str(running.source_path), error=kept)
+            return
         config, refused = keep_restart_keys(running, loaded)
         for key in refused:
             self._log_refused(key, running, loaded)
         await self._apply(config)
         log.info("config_reloaded", path=str(config.source_path), refused=refused)
+
+    async def _stranded_schedules(self, running: Config, loaded: Config) -> str | None:
+        """Why `loaded` cannot be applied: it removes launchers that live schedules name."""
+        removed = set(running.named_launchers) - set(loaded.named_launchers)
+        defined = {(entry.org, entry.name) for entry in loaded.schedules}
+        users = [
+            schedule
+            for schedule in await self.store.schedules_on_launchers(removed)
+            if not (schedule.from_config and (schedule.org_id, schedule.name) in defined)
+        ]
+        if not users:
+            return None
+        named = ", ".join(f"{s.name!r} ({s.id}, launcher {s.launcher!r})" for s in users[:20])
+        more = f" and {len(users) - 20} more" if len(users) > 20 else ""
+        return f"launchers still used by schedules cannot be removed: {named}{more}"
 
     @staticmethod
     def _log_refused(key: str, running: Config, loaded: Config) -> None:
@@ -172,9 +195,9 @@ class Reloader:
         previous = self.daemon.config
         self.directory.current = build_directory(config)
         await self.store.replace_identities(self.directory.current)
-        launcher = build_launcher(config.launcher, http=self.http, workdir=config.base_dir)
-        self.engine.set_launcher(launcher)
+        self.engine.set_launcher(build_routes(config, http=self.http))
         self.engine.update_settings(config.scheduler)
+        self.engine.set_org_limits(limits_of(config.orgs))
         self.notifier.update(config.notify)
         if config.logging != previous.logging:
             configure_logging(config.logging.level, config.logging.format)

@@ -1,9 +1,10 @@
 """Reporting finished runs: one log event and metric per outcome, then the daemon's hook.
 
-Every run that ends — launched, interrupted by a crash, dropped from the catch-up queue — is
-reported here once, in the order its transaction committed. `on_finished` is the daemon's
-(notifications); `on_inactive` lets the engine drop the timers of a schedule the finish
-disabled (auto-pause, a one_time schedule's fire).
+Every run that ends — launched, interrupted by a crash, dropped from the catch-up queue, its
+followed session ended — is reported here once, in the order its transaction committed. A
+run that became (or stays) `running` is only logged: its end is what is reported.
+`on_finished` is the daemon's (notifications); `on_inactive` lets the engine drop the timers
+of a schedule the finish disabled (auto-pause, a one_time schedule's fire).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class OutcomeReporter:
             self._log(item)
             if not item.schedule.is_active:
                 self._on_inactive(item.run.schedule_id)
+            if not item.run.status.is_final:
+                continue  # a followed session still running: nothing to tell yet
             try:
                 self._on_finished(item)
             except Exception:
@@ -42,6 +45,15 @@ class OutcomeReporter:
     def _log(item: FinishedRun) -> None:
         run = item.run
         about = {"schedule_id": run.schedule_id, "run_id": run.id}
+        if run.status == RunStatus.RUNNING:
+            log.info(
+                "run_running",
+                **about,
+                session_id=run.session_id,
+                session_url=run.session_url,
+                session_status=run.session_status,
+            )
+            return
         metrics.RUNS.labels(run.status.value).inc()
         if run.status == RunStatus.SUCCEEDED:
             log.info(
@@ -49,6 +61,7 @@ class OutcomeReporter:
                 **about,
                 session_id=run.session_id,
                 session_url=run.session_url,
+                session_status=run.session_status,
                 attempts=run.attempts,
             )
         elif run.status == RunStatus.INTERRUPTED:

@@ -30,8 +30,9 @@ from daemon.engine import Engine
 from daemon.fdlimit import raise_fd_limit
 from daemon.fleet import LocalFleet, PostgresFleet
 from daemon.identity import build_directory
-from daemon.launchers import build_launcher
+from daemon.launcher_routes import build_routes
 from daemon.notify import Notifier
+from daemon.org_limits import limits_of
 from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
@@ -81,8 +82,12 @@ class Daemon:
 
     @property
     def launchers(self) -> tuple[str, ...]:
-        """The launcher in force (a reload may change it), for the dashboard."""
-        return (self.config.launcher.type,)
+        """The launchers in force (a reload may change them), for the dashboard: the
+        default's type alone when it is the only one, else `name (type)` each."""
+        named = self.config.named_launchers
+        if len(named) == 1:
+            return (self.config.launcher.type,)
+        return tuple(f"{name} ({launcher.type})" for name, launcher in named.items())
 
     async def run(self) -> int:
         """Serve until stopped; return the process exit code."""
@@ -118,8 +123,9 @@ class Daemon:
             directory=directory,
             clock=self.clock,
             settings=config.scheduler,
-            launcher=build_launcher(config.launcher, http=http, workdir=config.source_path.parent),
+            launcher=build_routes(config, http=http),
             on_finished=notifier.run_finished,
+            org_limits=limits_of(config.orgs),
             owns=fleet.owns,
             recovery_age=recovery_age(config),
         )

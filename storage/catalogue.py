@@ -18,7 +18,7 @@ What is derived from it, so none of it is written out a second time:
   defaults of that façade's create (`api.agentscope_models`);
 - the `[[schedules]]` section of the configuration file and what bootstrap writes from it
   (`daemon.config_schedules`, `daemon.bootstrap`);
-- the schedule in a webhook's body (`daemon.notify`), and `storage.timing.TIMING_FIELDS`.
+- the schedule in a webhook's body (`daemon.notify_messages`), and `storage.timing.TIMING_FIELDS`.
 
 `tests/unit/test_catalogue.py` checks that each of them agrees with this module.
 
@@ -50,8 +50,16 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from storage.enums import NotifyOn, Overlap, PermissionMode, ScheduleType, Source
-from storage.values import Count, CronExpression, NonEmpty, Seconds, TimezoneName, UTCDatetime
+from storage.enums import NotifyOn, Overlap, PermissionMode, PromptFormat, ScheduleType, Source
+from storage.values import (
+    Count,
+    CronExpression,
+    LauncherName,
+    NonEmpty,
+    Seconds,
+    TimezoneName,
+    UTCDatetime,
+)
 
 JSONObject = dict[str, Any]
 Facade = Literal["devin", "agentscope"]
@@ -225,6 +233,8 @@ class Schedule:
         float | None, DEVIN, ConfigKey("catchup_window"), NULL_CLEARS, Checked(Seconds)
     ] = None
     jitter_s: Annotated[float, DEVIN, ConfigKey("jitter"), Checked(Seconds)] = 0.0
+    launcher: Annotated[str | None, DEVIN, CONFIG, NULL_CLEARS, Checked(LauncherName)] = None
+    """The configured launcher its runs go through; None: the default one."""
     consecutive_failures: Annotated[int, SHOWN, WEBHOOK] = 0
     last_error_at: Annotated[datetime | None, SHOWN, WEBHOOK] = None
     last_error_message: Annotated[str | None, SHOWN, WEBHOOK] = None
@@ -236,6 +246,7 @@ class Schedule:
     created_at: Annotated[datetime, SHOWN]
     updated_at: Annotated[datetime, SHOWN]
     version: int = 1
+    prompt_format: Annotated[PromptFormat, DEVIN, CONFIG] = PromptFormat.TEXT
 
     @property
     def is_stateful(self) -> bool:

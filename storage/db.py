@@ -43,7 +43,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n, run
 by the Alembic revision of version n + 1 (`storage/migrations/versions/`; see
 `storage.schema_versions` and ARCHITECTURE.md)."""
@@ -55,7 +55,27 @@ def _add_run_dispatched_at(conn: Connection) -> None:
     conn.exec_driver_sql("UPDATE runs SET dispatched_at = started_at WHERE status = 'launching'")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_run_dispatched_at}
+def _add_schedule_launcher(conn: Connection) -> None:
+    # NULL: the default launcher, which is what every earlier schedule used.
+    conn.exec_driver_sql("ALTER TABLE schedules ADD COLUMN launcher VARCHAR")
+
+
+def _add_schedule_prompt_format(conn: Connection) -> None:
+    conn.exec_driver_sql(
+        "ALTER TABLE schedules ADD COLUMN prompt_format VARCHAR NOT NULL DEFAULT 'text'"
+    )
+
+
+def _add_run_session_status(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN session_status VARCHAR")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _add_run_dispatched_at,
+    2: _add_schedule_launcher,
+    3: _add_schedule_prompt_format,
+    4: _add_run_session_status,
+}
 
 MAX_BATCH = 256
 READERS = 4

@@ -31,6 +31,7 @@ class Run:
 
     `dispatched_at` is set, and committed, just before the launch request is sent: a run
     still `launching` without it after a crash never reached the session service.
+    `session_status` is the agent service's last word on a followed session, else None.
     """
 
     schedule_id: str
@@ -46,6 +47,7 @@ class Run:
     attempts: int = 0
     error: str | None = None
     dispatched_at: datetime | None = None
+    session_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,11 @@ class Playbook:
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """How a launch ended; the store folds it into the Run and its schedule's bookkeeping."""
+    """How a launch ended; the store folds it into the Run and its schedule's bookkeeping.
+
+    A `running` outcome records a launched session that is followed; a later outcome of the
+    same run ends it. Unset session fields keep what the run already holds.
+    """
 
     run_id: str
     status: RunStatus
@@ -74,6 +80,7 @@ class RunOutcome:
     session_id: str | None = None
     session_url: str | None = None
     error: str | None = None
+    session_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

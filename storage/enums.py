@@ -39,15 +39,25 @@ class DevinAgent(StrEnum):
     ADVANCED = "advanced"
 
 
+class PromptFormat(StrEnum):
+    """How a fire turns the stored prompt into the text sent: as is, or rendered."""
+
+    TEXT = "text"
+    TEMPLATE = "template"
+
+
 class RunTrigger(StrEnum):
     CRON = "cron"
     ONE_TIME = "one_time"
     MANUAL = "manual"
     CATCHUP = "catchup"
+    BACKFILL = "backfill"
 
 
 class RunStatus(StrEnum):
     LAUNCHING = "launching"
+    RUNNING = "running"
+    """Launched, and its session is followed until it ends (neither final nor a failure)."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -58,6 +68,11 @@ class RunStatus(StrEnum):
     def is_failure(self) -> bool:
         """Outcomes that count against `consecutive_failures`."""
         return self in (RunStatus.FAILED, RunStatus.INTERRUPTED)
+
+    @property
+    def is_final(self) -> bool:
+        """The run has ended: nothing will change its status again."""
+        return self not in (RunStatus.LAUNCHING, RunStatus.RUNNING)
 
 
 class Permission(StrEnum):

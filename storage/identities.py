@@ -47,13 +47,15 @@ class ServiceUser:
 
 @dataclass(frozen=True, slots=True)
 class Directory:
-    """A snapshot of every identity agentcron knows."""
+    """A snapshot of every identity agentcron knows, and of the launcher names a schedule
+    may pick (they come from the same file and change with it, in the same swap)."""
 
     orgs: dict[str, Org] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     service_users_by_hash: dict[str, ServiceUser] = field(default_factory=dict)
     bot_user_id: str = "bot"
     token_prefix: str = "cog_"
+    launchers: frozenset[str] = frozenset({"default"})
 
     @classmethod
     def build(
@@ -64,6 +66,7 @@ class Directory:
         *,
         bot_user_id: str = "bot",
         token_prefix: str = "cog_",
+        launchers: Iterable[str] = ("default",),
     ) -> Directory:
         return cls(
             orgs={org.id: org for org in orgs},
@@ -71,6 +74,7 @@ class Directory:
             service_users_by_hash={su.token_hash: su for su in service_users},
             bot_user_id=bot_user_id,
             token_prefix=token_prefix,
+            launchers=frozenset(launchers),
         )
 
     def service_user_for_token(self, token: str) -> ServiceUser | None:
@@ -87,6 +91,13 @@ class Directory:
         if Permission.USE_DEVIN_SESSIONS not in user.permissions:
             return f"user '{user_id}' lacks the UseDevinSessions permission"
         return None
+
+    def launcher_refusal(self, name: str) -> str | None:
+        """Why a schedule may not pick the launcher `name`, or None when it may."""
+        if name in self.launchers:
+            return None
+        known = ", ".join(sorted(self.launchers))
+        return f"unknown launcher '{name}' (configured: {known})"
 
 
 class DirectoryRef:

@@ -18,7 +18,16 @@ from storage.timing import TIMING_FIELDS, next_run_after
 EDIT_ALSO_CHANGES = ("updated_at", "version", "paused_reason", "next_run_at")
 """Fields `edited_schedule` may set besides those it is asked to change."""
 
-RUN_RESULT = ("status", "finished_at", "attempts", "identity", "session_id", "session_url", "error")
+RUN_RESULT = (
+    "status",
+    "finished_at",
+    "attempts",
+    "identity",
+    "session_id",
+    "session_url",
+    "error",
+    "session_status",
+)
 """Every field of a run `finished_run` may change."""
 
 BOOKKEEPING = (
@@ -61,41 +70,61 @@ def deletion(now: datetime, by: str | None) -> dict[str, Any]:
 
 
 def finished_run(run: Run, outcome: RunOutcome) -> Run:
-    """`run` ended as `outcome` says; an outcome without an identity keeps the run's."""
+    """`run` as `outcome` says; unset identity and session fields keep the run's (a followed
+    session's end does not repeat what its launch recorded)."""
     return dataclasses.replace(
         run,
         status=outcome.status,
-        finished_at=outcome.finished_at,
+        finished_at=outcome.finished_at if outcome.status.is_final else None,
         attempts=outcome.attempts,
         identity=outcome.identity or run.identity,
-        session_id=outcome.session_id,
-        session_url=outcome.session_url,
+        session_id=outcome.session_id or run.session_id,
+        session_url=outcome.session_url or run.session_url,
         error=outcome.error,
+        session_status=outcome.session_status or run.session_status,
     )
 
 
-def schedule_after_run(schedule: Schedule, run: Run, max_failures: int) -> Schedule:
-    """The schedule after its `run` finished.
+def applies(current: RunStatus, outcome: RunStatus) -> bool:
+    """Whether an outcome of status `outcome` may change a run now `current`: a launching run
+    takes any; a running (followed) run takes a newer session status or its end; a final
+    run takes nothing."""
+    if current == RunStatus.LAUNCHING:
+        return True
+    return current == RunStatus.RUNNING and outcome != RunStatus.LAUNCHING
+
+
+def schedule_after_run(
+    schedule: Schedule, run: Run, max_failures: int, *, followed: bool = False
+) -> Schedule:
+    """The schedule after its `run` changed status.
 
     A run that ended without a launch (a catch-up dropped as `missed`, an overlap `skipped`)
-    changes nothing: it neither ran nor failed. Otherwise the launch is recorded; success
-    resets the failure count, failure counts up and records the error, and reaching
-    `max_failures` (when > 0) pauses an enabled schedule. A one_time schedule is done after
-    its fire, scheduled or caught up. A stateful schedule keeps its first session.
+    changes nothing: it neither ran nor failed. Otherwise the launch is recorded (unless
+    `followed`: the run was `running`, and its launch was recorded then); a `running` run
+    counts nothing yet. Success resets the failure count, failure counts up and records the
+    error, and reaching `max_failures` (when > 0) pauses an enabled schedule. A one_time
+    schedule is done after its fire, scheduled or caught up. A stateful schedule keeps its
+    first session.
     """
     if run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
         return schedule
-    changes: dict[str, Any] = {"last_executed_at": run.started_at}
+    changes = {} if followed else _launch_changes(schedule, run)
     if run.status == RunStatus.SUCCEEDED:
         changes["consecutive_failures"] = 0
     elif run.status.is_failure:
         changes |= _failure(schedule, run, max_failures)
+    return dataclasses.replace(schedule, **changes)
+
+
+def _launch_changes(schedule: Schedule, run: Run) -> dict[str, Any]:
+    changes: dict[str, Any] = {"last_executed_at": run.started_at}
     fired_one_time = run.trigger in (RunTrigger.ONE_TIME, RunTrigger.CATCHUP)
     if schedule.schedule_type == ScheduleType.ONE_TIME and fired_one_time:
         changes |= {"enabled": False, "next_run_at": None}
     if schedule.is_stateful and run.session_id and schedule.stateful_session_id is None:
         changes["stateful_session_id"] = run.session_id
-    return dataclasses.replace(schedule, **changes)
+    return changes
 
 
 def _failure(schedule: Schedule, run: Run, max_failures: int) -> dict[str, Any]:
@@ -124,19 +153,22 @@ def fold_outcomes(
 
     Returns the runs finished, in the order of `outcomes`, each with its schedule as it
     stood right after, and every schedule as the whole batch leaves it. An outcome of an
-    unknown run or of one no longer `launching` (also finished earlier in this batch) is
-    ignored. `auto_paused` is true for the run whose failure paused its schedule.
+    unknown run, or one `applies` refuses (a run already final, also finished earlier in
+    this batch), is ignored. `auto_paused` is true for the run whose failure paused its
+    schedule.
     """
     current_runs = dict(runs)
     after = dict(schedules)
     finished = []
     for outcome in outcomes:
         current = current_runs.get(outcome.run_id)
-        if current is None or current.status != RunStatus.LAUNCHING:
+        if current is None or not applies(current.status, outcome.status):
             continue
         run = current_runs[current.id] = finished_run(current, outcome)
         previous = after[run.schedule_id]
-        schedule = after[run.schedule_id] = schedule_after_run(previous, run, max_failures)
+        followed = current.status == RunStatus.RUNNING
+        schedule = schedule_after_run(previous, run, max_failures, followed=followed)
+        after[run.schedule_id] = schedule
         paused = (
             schedule.paused_reason is not None and previous.paused_reason != schedule.paused_reason
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from storage import dialects, rules
@@ -17,7 +17,7 @@ from storage.domain import FinishedRun, Run, RunOutcome
 from storage.enums import RunStatus
 from storage.errors import NotFound
 from storage.sqlite_rows import bound, page, rows_by_id, run, schedule, values_of
-from storage.store import Page
+from storage.store import OrgLaunch, Page
 from storage.tables import RUNS, SCHEDULES
 
 # Run with many parameter sets at once (one executemany, not one per row).
@@ -34,6 +34,7 @@ _KEEP_BOOKS = (
 )
 
 _LAUNCHING = select(RUNS).where(RUNS.c.status == RunStatus.LAUNCHING)
+_UNFINISHED = select(RUNS).where(RUNS.c.status.in_([RunStatus.LAUNCHING, RunStatus.RUNNING]))
 _NEWEST_FIRST = (RUNS.c.scheduled_for.desc(), RUNS.c.started_at.desc())
 
 
@@ -68,6 +69,10 @@ def launching(conn: Connection) -> list[Run]:
     return [run(row) for row in conn.execute(_LAUNCHING)]
 
 
+def unfinished(conn: Connection) -> list[Run]:
+    return [run(row) for row in conn.execute(_UNFINISHED)]
+
+
 def mark_dispatched(conn: Connection, run_id: str, at: datetime) -> int:
     statement = update(RUNS).where(RUNS.c.id == run_id).values(dispatched_at=at, started_at=at)
     return conn.execute(statement).rowcount
@@ -84,3 +89,32 @@ def page_of(conn: Connection, schedule_id: str, limit: int, offset: int) -> Page
     where = RUNS.c.schedule_id == schedule_id
     rows, total = page(conn, RUNS, where, _NEWEST_FIRST, limit, offset)
     return Page([run(r) for r in rows], total)
+
+
+def previous(conn: Connection, schedule_id: str, before: datetime) -> Run | None:
+    statement = (
+        select(RUNS)
+        .where(RUNS.c.schedule_id == schedule_id, RUNS.c.scheduled_for < before)
+        .order_by(*_NEWEST_FIRST)
+        .limit(1)
+    )
+    row = conn.execute(statement).one_or_none()
+    return None if row is None else run(row)
+
+
+def last_success_at(conn: Connection, schedule_id: str) -> datetime | None:
+    statement = select(func.max(RUNS.c.finished_at)).where(
+        RUNS.c.schedule_id == schedule_id, RUNS.c.status == RunStatus.SUCCEEDED
+    )
+    moment: datetime | None = conn.execute(statement).scalar_one_or_none()
+    return moment  # max() keeps the column's type: read back as an aware datetime
+
+
+def launches_since(conn: Connection, since: datetime) -> list[OrgLaunch]:
+    statement = (
+        select(SCHEDULES.c.org_id, RUNS.c.id, RUNS.c.dispatched_at)
+        .join(SCHEDULES, SCHEDULES.c.id == RUNS.c.schedule_id)
+        .where(RUNS.c.dispatched_at >= since)
+        .order_by(RUNS.c.dispatched_at)
+    )
+    return [OrgLaunch(org_id, run_id, at) for org_id, run_id, at in conn.execute(statement)]

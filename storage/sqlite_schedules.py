@@ -134,6 +134,17 @@ def from_config(conn: Connection) -> list[Schedule]:
     return [schedule(r) for r in conn.execute(_CONFIG)]
 
 
+def on_launchers(conn: Connection, names: list[str]) -> list[Schedule]:
+    if not names:
+        return []
+    query = (
+        select(SCHEDULES)
+        .where(SCHEDULES.c.launcher.in_(names), _NOT_DELETED)
+        .order_by(SCHEDULES.c.org_id, SCHEDULES.c.name)
+    )
+    return [schedule(row) for row in conn.execute(query)]
+
+
 def due(
     conn: Connection, until: datetime, limit: int, after: tuple[datetime, str] | None
 ) -> list[Schedule]:

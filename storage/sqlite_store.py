@@ -28,7 +28,7 @@ from storage.db import Database
 from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
 from storage.enums import ScheduleState
 from storage.identities import Directory
-from storage.store import FireState, Move, NamedRun, Page
+from storage.store import FireState, Move, NamedRun, OrgLaunch, Page
 
 
 class SqliteStore:
@@ -83,6 +83,10 @@ class SqliteStore:
 
     async def list_config_schedules(self) -> list[Schedule]:
         return await self.db.read(sqlite_schedules.from_config)
+
+    async def schedules_on_launchers(self, names: Collection[str]) -> list[Schedule]:
+        chosen = list(names)
+        return await self.db.read(lambda conn: sqlite_schedules.on_launchers(conn, chosen))
 
     async def update_schedule(
         self,
@@ -166,6 +170,9 @@ class SqliteStore:
     async def launching_runs(self) -> list[Run]:
         return await self.db.read(sqlite_runs.launching)
 
+    async def unfinished_runs(self) -> list[Run]:
+        return await self.db.read(sqlite_runs.unfinished)
+
     async def get_run(self, run_id: str) -> Run:
         return await self.db.read(lambda conn: sqlite_runs.get(conn, run_id))
 
@@ -173,6 +180,15 @@ class SqliteStore:
         return await self.db.read(
             lambda conn: sqlite_runs.page_of(conn, schedule_id, limit, offset)
         )
+
+    async def previous_run(self, schedule_id: str, before: datetime) -> Run | None:
+        return await self.db.read(lambda conn: sqlite_runs.previous(conn, schedule_id, before))
+
+    async def last_success_at(self, schedule_id: str) -> datetime | None:
+        return await self.db.read(lambda conn: sqlite_runs.last_success_at(conn, schedule_id))
+
+    async def launches_since(self, since: datetime) -> list[OrgLaunch]:
+        return await self.db.read(lambda conn: sqlite_runs.launches_since(conn, since))
 
     # -- the dashboard's views -------------------------------------------------------------
 

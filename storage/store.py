@@ -56,6 +56,15 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class OrgLaunch:
+    """A run sent to a session service: its org, its id and when it was dispatched."""
+
+    org_id: str
+    run_id: str
+    dispatched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NamedRun:
     """A run with the name of its schedule, for lists of runs across schedules."""
 
@@ -153,6 +162,14 @@ class Store(Protocol):
     async def list_config_schedules(self) -> list[Schedule]:
         """Live schedules made by the configuration file (`from_config`), of every org,
         ordered by org, then name. Schedules made through the API are never listed here.
+
+        Raises StoreUnavailable.
+        """
+        ...
+
+    async def schedules_on_launchers(self, names: Collection[str]) -> list[Schedule]:
+        """Live schedules, of every org, whose `launcher` is one of `names`, ordered by org,
+        then name (a launcher they use cannot be removed from the configuration).
 
         Raises StoreUnavailable.
         """
@@ -298,8 +315,10 @@ class Store(Protocol):
         One atomic write, durable on return. The rules are `storage.rules.fold_outcomes`:
         success resets `consecutive_failures`, failure counts up and records the error, a
         one_time schedule is disabled after its fire, reaching `max_consecutive_failures`
-        (when > 0) auto-pauses, a stateful schedule remembers its first session. Runs
-        unknown or no longer `launching` (also earlier in `outcomes`) are ignored.
+        (when > 0) auto-pauses, a stateful schedule remembers its first session. A `running`
+        outcome records a followed session and counts nothing; the run's later outcome ends
+        it and does the counting. Runs unknown or already final (also earlier in
+        `outcomes`) are ignored.
         Raises StoreUnavailable.
         """
         ...
@@ -307,6 +326,11 @@ class Store(Protocol):
     async def launching_runs(self) -> list[Run]:
         """Every run still `launching`, in no particular order: at start-up, the runs an
         earlier process left behind. Raises StoreUnavailable."""
+        ...
+
+    async def unfinished_runs(self) -> list[Run]:
+        """Every run still `launching` or `running`, in no particular order: at start-up,
+        the runs an earlier process left to launch or to follow. Raises StoreUnavailable."""
         ...
 
     async def get_run(self, run_id: str) -> Run:
@@ -319,6 +343,21 @@ class Store(Protocol):
         No org check: callers read the schedule first. `total` and the items are two reads.
         Raises StoreUnavailable.
         """
+        ...
+
+    async def previous_run(self, schedule_id: str, before: datetime) -> Run | None:
+        """The schedule's latest run whose nominal instant is before `before`, or None.
+        Raises StoreUnavailable."""
+        ...
+
+    async def last_success_at(self, schedule_id: str) -> datetime | None:
+        """When the schedule's latest `succeeded` run finished, or None. Raises
+        StoreUnavailable."""
+        ...
+
+    async def launches_since(self, since: datetime) -> list[OrgLaunch]:
+        """The runs dispatched to a session service at or after `since`, with their org,
+        oldest first (the org limits count them at start-up). Raises StoreUnavailable."""
         ...
 
     # -- the dashboard's views -------------------------------------------------------------

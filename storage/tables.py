@@ -139,6 +139,7 @@ class RunRow(SQLModel, table=True):
     attempts: int = 0
     error: str | None = None
     dispatched_at: datetime | None = _when()
+    session_status: str | None = None
 
 
 class PlaybookRow(SQLModel, table=True):

@@ -60,3 +60,26 @@ def jitter_offset(
     if next_instant is not None:
         limit = min(limit, max((next_instant - instant).total_seconds() - 1.0, 0.0))
     return timedelta(seconds=fraction * limit)
+
+
+def cron_instants_between(
+    schedule: Schedule, start: datetime, end: datetime, *, limit: int
+) -> list[datetime]:
+    """The nominal cron instants of `schedule` in [start, end), at most `limit` of them.
+
+    Whether the schedule is enabled does not matter (a backfill of a paused schedule is an
+    explicit request); its `start_at`/`end_at` bound the instants as for regular fires. A
+    one_time schedule has no cron instants: the answer is empty.
+    """
+    if schedule.cron is None or schedule.schedule_type == ScheduleType.ONE_TIME:
+        return []
+    if schedule.start_at is not None:
+        start = max(start, schedule.start_at)
+    if schedule.end_at is not None:
+        end = min(end, schedule.end_at + _TICK)
+    instants: list[datetime] = []
+    moment = cron.next_fire(schedule.cron, schedule.timezone, start - _TICK)
+    while moment is not None and moment < end and len(instants) < limit:
+        instants.append(moment)
+        moment = cron.next_fire(schedule.cron, schedule.timezone, moment)
+    return instants

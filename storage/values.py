@@ -58,3 +58,5 @@ TimezoneName = Annotated[str, AfterValidator(valid_timezone)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=MAX_INT)]
+LauncherName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+"""The name of a configured launcher (`[launcher]` is `default`, `[launchers.NAME]` the others)."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -47,9 +47,10 @@ RUN_KEYS = frozenset(
         "session_url",
         "attempts",
         "error",
+        "session_status",
     }
 )
-"""The keys of a run's JSON (DESIGN section 5), in every answer and notification."""
+"""The keys of a run's JSON (DESIGN sections 5 and 9), in every answer and notification."""
 
 ALL = frozenset({"ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"})
 
@@ -122,6 +123,21 @@ class RecordingEvents:
         self.triggered.append(schedule.id)
         (claimed,) = await self.store.claim_runs([run])
         return claimed
+
+    async def backfill(
+        self, schedule: Schedule, instants: Sequence[datetime], *, by: str
+    ) -> list[Run]:
+        now = datetime.now(UTC)
+        runs = [
+            Run(
+                schedule_id=schedule.id,
+                scheduled_for=at,
+                trigger=RunTrigger.BACKFILL,
+                started_at=now,
+            )
+            for at in instants
+        ]
+        return await self.store.claim_runs(runs)
 
 
 class Serving:
@@ -253,14 +269,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="also run crash loops and soaks")
+    parser.addoption(
+        "--peers",
+        action="store_true",
+        help="also run the checks against real agent servers (see tests/peers/)",
+    )
+
+
+OPT_IN: Final = (("long", "--long"), ("peers", "--peers"))
+"""Markers of checks that only run when asked for, and the option that asks."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long checks are opt-in: without --long they are deselected, not skipped."""
-    if config.getoption("--long"):
+    """Long checks and peer checks are opt-in: without their option they are deselected,
+    not skipped."""
+    left_out = {marker for marker, option in OPT_IN if not config.getoption(option)}
+    if not left_out:
         return
-    kept = [item for item in items if item.get_closest_marker("long") is None]
-    deselected = [item for item in items if item.get_closest_marker("long") is not None]
+
+    def opted_out(item: pytest.Item) -> bool:
+        return any(item.get_closest_marker(marker) is not None for marker in left_out)
+
+    kept = [item for item in items if not opted_out(item)]
+    deselected = [item for item in items if opted_out(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

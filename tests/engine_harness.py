@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -19,7 +19,11 @@ import aiohttp
 
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
-from daemon.launchers import Backoff, HttpLauncher, Launcher
+from daemon.following import FollowPlan
+from daemon.launchers import HttpLauncher, Launcher
+from daemon.org_limits import OrgLimits
+from daemon.retry import Backoff
+from daemon.sessions import DevinSessionPoller
 from storage.clock import SystemClock
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import RunStatus, ScheduleType
@@ -53,6 +57,20 @@ def http_launcher(service: SessionService, http: aiohttp.ClientSession) -> Launc
     return HttpLauncher(config, http=http, backoff=Backoff(base=0.05))
 
 
+def follow_plan(
+    service: SessionService,
+    http: aiohttp.ClientSession,
+    *,
+    interval: float = 0.05,
+    timeout: float = 10.0,
+) -> FollowPlan:
+    """Follow the service's sessions at its GET session URL, faster than a config allows."""
+    poller = DevinSessionPoller(
+        service.url + "/{session_id}", token_env="SESSION_API_TOKEN", http=http, timeout=5.0
+    )
+    return FollowPlan(poller, interval=interval, timeout=timeout)
+
+
 def schedule_of(**fields: Any) -> Schedule:
     moment = now()
     values: dict[str, Any] = {"name": "report", "prompt": "Summarise the day", "cron": "0 3 * * *"}
@@ -70,8 +88,12 @@ class EngineHarness:
         service: SessionService,
         http: aiohttp.ClientSession,
         settings: SchedulerConfig = SETTINGS,
+        org_limits: Mapping[str, OrgLimits] | None = None,
+        follow: FollowPlan | None = None,
     ) -> None:
         self.store = store
+        self.org_limits = org_limits
+        self.follow = follow
         self.directory = directory
         self.service = service
         self.http = http
@@ -87,7 +109,9 @@ class EngineHarness:
             clock=SystemClock(),
             settings=self.settings,
             launcher=http_launcher(self.service, self.http),
+            follow=self.follow,
             on_finished=self._on_finished,
+            org_limits=self.org_limits,
         )
 
     def _on_finished(self, item: FinishedRun) -> None:
@@ -120,7 +144,8 @@ class EngineHarness:
         return list(reversed(page.items))
 
     async def finished_runs(self, schedule_id: str, count: int, within: float = 5.0) -> list[Run]:
-        """Wait until the schedule has `count` runs that are no longer launching, and the
+        """Wait until the schedule has `count` runs that have ended (neither launching nor
+        running), and the
         engine has reported each of them that it reports (skipped and missed runs are only
         recorded)."""
         loop = asyncio.get_running_loop()
@@ -128,7 +153,7 @@ class EngineHarness:
 
         async def done() -> list[Run] | None:
             runs = await self.runs(schedule_id)
-            settled = [run for run in runs if run.status != RunStatus.LAUNCHING]
+            settled = [run for run in runs if run.status.is_final]
             return runs if len(settled) >= count else None
 
         runs = await eventually(done, within=within)

@@ -39,7 +39,7 @@ class Chart:
 
 
 def run_seconds(run: Run, now: datetime) -> float:
-    """How long the run took, or has taken so far while still launching."""
+    """How long the run took, or has taken so far while still launching or running."""
     end = run.finished_at or now
     return max((end - run.started_at).total_seconds(), 0.0)
 

@@ -11,7 +11,7 @@ from api.ui.context import dashboard
 from api.ui.render import page
 from storage.enums import RunStatus
 
-_FINAL = [status for status in RunStatus if status != RunStatus.LAUNCHING]
+_FINAL = [status for status in RunStatus if status.is_final]
 
 
 async def health_page(request: web.Request) -> web.Response:

@@ -39,14 +39,15 @@ systemd
         skipping others; `receiver.received` keeps every datagram seen, as dicts, and
         `receiver.drain()` reads those already queued.
 
-Small pieces: `free_port()`, `wait_until(predicate, what, timeout)`, `http_call(url, ...)`.
+Small pieces: `free_port()`, `wait_until(predicate, what, timeout)`, `http_call(url, ...)`,
+`write_config`, and how the process is started, awaited and stopped come from
+`tests.processes`, which the benchmarks share.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import resource
 import shutil
 import signal
@@ -55,19 +56,29 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.identities import token_sha256
+from tests.processes import (
+    REPO,
+    daemon_environment,
+    kill,
+    listen_port,
+    spawn_serve,
+    stop_process,
+    wait_ready,
+)
 
-REPO = Path(__file__).resolve().parents[2]
+# The e2e tests import these from here.
+from tests.processes import free_port as free_port
+from tests.processes import http_call as http_call
+from tests.processes import wait_until as wait_until
+from tests.processes import write_config as write_config
+
 ORG = "org-local"
 ADMIN_TOKEN = "cog_e2e_admin_token"
 READER_TOKEN = "cog_e2e_reader_token"
@@ -75,61 +86,6 @@ ALL_PERMISSIONS = ["ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPla
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 EVENT_TIMEOUT = 10.0
-POLL_INTERVAL = 0.05
-# Variables that would make the daemon talk to the real systemd (or a proxy) instead of ours.
-_SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-_PROXY_ENV = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-# --------------------------------------------------------------------------- small pieces
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = EVENT_TIMEOUT) -> Any:
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if result := predicate():
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_INTERVAL)
-
-
-def http_call(
-    url: str,
-    method: str = "GET",
-    *,
-    token: str | None = None,
-    body: Any = None,
-    timeout: float = 10.0,
-) -> tuple[int, Any]:
-    """One request, proxies ignored; returns (status, parsed JSON body or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with _NO_PROXY.open(request, timeout=timeout) as response:
-            return response.status, _json_or_none(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, _json_or_none(error.read())
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw.decode("utf-8", "replace")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -169,47 +125,6 @@ def _service_user(user_id: str, token: str, permissions: list[str]) -> dict[str,
     }
 
 
-def toml_value(value: Any) -> str:
-    """`value` as a TOML value: strings, booleans, numbers, datetimes, arrays, inline tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are valid in TOML basic strings
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML form for {value!r}")
-
-
-def toml_text(config: Mapping[str, Any]) -> str:
-    """A config dict as TOML: dicts become [sections], lists of dicts [[arrays of tables]]."""
-    lines = [f"{k} = {toml_value(v)}" for k, v in config.items() if not _is_table(v)]
-    for key, value in config.items():
-        tables = [value] if isinstance(value, dict) else value if _is_table(value) else []
-        header = f"[{key}]" if isinstance(value, dict) else f"[[{key}]]"
-        for table in tables:
-            lines += ["", header, *(f"{k} = {toml_value(v)}" for k, v in table.items())]
-    return "\n".join(lines) + "\n"
-
-
-def _is_table(value: Any) -> bool:
-    is_array_of_tables = isinstance(value, list) and bool(value) and isinstance(value[0], dict)
-    return isinstance(value, dict) or is_array_of_tables
-
-
-def write_config(path: Path, config: Mapping[str, Any]) -> Path:
-    """Write `config` as TOML to `path` (atomically: a reload never reads half a file)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(toml_text(config), encoding="utf-8")
-    partial.replace(path)
-    return path
-
-
 def example_config(directory: Path, port: int) -> Path:
     """`config.example.toml` copied into `directory`, listening on `port`."""
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
@@ -227,13 +142,6 @@ def fired_lines(directory: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def daemon_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without supervision or proxy variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in (*_SCRUBBED_ENV, *_PROXY_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env | dict(extra or {})
 
 
 def run_cli(
@@ -263,17 +171,14 @@ class DaemonProcess:
     ) -> None:
         self.config_path = config_path
         self.log_path = config_path.parent / "daemon.log"
-        self.base_url = f"http://127.0.0.1:{_port_of(config_path)}"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daemon.cli", "serve", "--config", str(config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=daemon_environment(env),
-                cwd=config_path.parent,
-                start_new_session=True,
-                preexec_fn=None if nofile is None else functools.partial(_limit_fds, nofile),
-            )
+        self.base_url = f"http://127.0.0.1:{listen_port(config_path)}"
+        self.process = spawn_serve(
+            config_path,
+            self.log_path,
+            env=daemon_environment(env),
+            start_new_session=True,
+            preexec_fn=None if nofile is None else functools.partial(_limit_fds, nofile),
+        )
 
     @property
     def pid(self) -> int:
@@ -294,15 +199,7 @@ class DaemonProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until `/readyz` answers 200; fail (with the log) if the process exits first."""
-        wait_until(self._ready, f"/readyz = 200 from {self.base_url}", timeout)
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"agentcron exited with {self.process.returncode}:\n{self.log_text()}")
-        try:
-            return self.call("GET", "/readyz", token=None)[0] == 200
-        except OSError:
-            return False
+        wait_ready(self.process, self.base_url, self.log_path, timeout=timeout)
 
     def send(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
@@ -322,9 +219,7 @@ class DaemonProcess:
 
     def kill(self) -> None:
         """SIGKILL the daemon's session (it and whatever it started), if still there."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        kill(self.process, group=True)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -362,11 +257,6 @@ def _limit_fds(nofile: tuple[int, int]) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
 
-def _port_of(config_path: Path) -> int:
-    listen = tomllib.loads(config_path.read_text(encoding="utf-8"))["server"]["listen"]
-    return int(listen.rsplit(":", 1)[1])
-
-
 @pytest.fixture
 def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
     """`start_daemon(config_path, env=None, ready=True, nofile=None)` -> a DaemonProcess
@@ -391,16 +281,7 @@ def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
 
     yield start
     for daemon in started:
-        _stop_quietly(daemon)
-
-
-def _stop_quietly(daemon: DaemonProcess) -> None:
-    if daemon.process.poll() is None:
-        daemon.send(signal.SIGTERM)
-        try:
-            daemon.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_process(daemon.process, STOP_TIMEOUT, group=True)
 
 
 # --------------------------------------------------------------------------- systemd

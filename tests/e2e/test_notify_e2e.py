@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from daemon.notify import verify_webhook_signature
+from daemon.notify_webhook import verify_webhook_signature
 
 DEADLINE = 20.0
 ORG = "org-local"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,51 @@ def test_trigger_then_runs(daemon: DaemonProcess, tmp_path: Path) -> None:
     assert lines[1].split()[0] == run["id"]
     runs = ok_json(cli(daemon, "runs", schedule_id, "--json"))
     assert [item["id"] for item in runs["items"]] == [run["id"]]
+
+
+def test_a_template_schedule_previewed_then_backfilled(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    created = ok_json(
+        cli(
+            daemon,
+            "create",
+            "--name",
+            "hourly",
+            "--prompt",
+            "report for {{ scheduled_for }} by {{ schedule.name }}",
+            "--prompt-format",
+            "template",
+            "--frequency",
+            "0 * * * *",
+            "--json",
+        )
+    )
+    schedule_id = created["scheduled_session_id"]
+    preview = fields(ok(cli(daemon, "preview", schedule_id)))
+    next_run_at = created["next_run_at"].replace("Z", "+00:00")
+    assert preview["prompt"] == f"report for {next_run_at} by hourly"
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = (now - timedelta(hours=2)).isoformat(), now.isoformat()
+    answer = ok_json(cli(daemon, "backfill", schedule_id, "--start", start, "--end", end, "--json"))
+    assert answer == {
+        "count": 2,
+        "first": (now - timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+        "last": (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+    }
+
+    def two_fired() -> list[str] | None:
+        found = fired_lines(tmp_path)
+        return found if len(found) >= 2 else None
+
+    lines = wait_until(two_fired, "the two backfilled launches", FIRE_TIMEOUT)
+    prompts = sorted(line.split(" ", 2)[2] for line in lines)
+    assert prompts == [
+        f"report for {(now - timedelta(hours=h)).isoformat()} by hourly" for h in (2, 1)
+    ]
+    refused = cli(daemon, "backfill", schedule_id, "--start", end, "--end", start)
+    assert refused.returncode == 1 and "end must be after start" in refused.stderr
 
 
 def test_an_unknown_id_prints_the_servers_detail_and_exits_1(daemon: DaemonProcess) -> None:

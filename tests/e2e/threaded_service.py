@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
-from tests.session_service import Recorded, Reply, SessionService
+from tests.session_service import Recorded, Reply, SessionService, Step
 
 
 class ThreadedSessionService:
@@ -49,6 +50,24 @@ class ThreadedSessionService:
     def answer(self, *replies: Reply) -> None:
         """Answer the next requests with `replies` (see SessionService.answer)."""
         self._loop.call_soon_threadsafe(self.service.answer, *replies)
+
+    @property
+    def polls(self) -> list[Recorded]:
+        return list(self.service.polls)
+
+    def set_lifecycle(self, lifecycle: Callable[[Any], Sequence[Step]]) -> None:
+        """New sessions follow `lifecycle(create body)` (see SessionService.lifecycle)."""
+        self._call(setattr, self.service, "lifecycle", lifecycle)
+
+    def set_status(self, session_id: str, status: str, detail: str | None = None) -> None:
+        """`session_id` is in this state from the next read on (applied on return)."""
+        self._call(self.service.set_status, session_id, status, detail)
+
+    def _call(self, function: Callable[..., object], *args: Any) -> None:
+        async def call() -> None:
+            function(*args)
+
+        asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
 
     def idempotency_keys(self) -> list[str]:
         return [request.headers.get("Idempotency-Key", "") for request in self.requests]

@@ -726,6 +726,7 @@ async def test_sessions_list_the_runs_newest_first(api: ApiHarness) -> None:
         "identity": ALICE,
         "attempts": 1,
         "error": None,
+        "session_status": None,
     }
     assert aware(succeeded["scheduled_for"]) == first.scheduled_for
     assert aware(succeeded["started_at"]) == first.started_at

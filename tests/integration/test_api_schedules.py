@@ -71,6 +71,8 @@ SCHEDULE_KEYS = {
     "jitter_s",
     "start_at",
     "end_at",
+    "launcher",
+    "prompt_format",
     # read-only: who owns the definition
     "managed_by",
 }
@@ -177,6 +179,8 @@ async def test_create_answers_the_schedule_with_its_defaults(api: ApiHarness) ->
         "jitter_s": 0.0,
         "start_at": None,
         "end_at": None,
+        "launcher": None,
+        "prompt_format": "text",
         "managed_by": None,
     }
 
@@ -489,6 +493,7 @@ NON_CLEARABLE = [
     "bypass_approval",
     "overlap",
     "jitter_s",
+    "prompt_format",
 ]
 
 

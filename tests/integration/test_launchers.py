@@ -20,12 +20,12 @@ import pytest
 
 from daemon.config import LauncherConfig
 from daemon.launchers import (
-    Backoff,
     CommandLauncher,
     HttpLauncher,
     LaunchRequest,
     build_launcher,
 )
+from daemon.retry import Backoff
 from storage.domain import Schedule
 from tests.conftest import ORG
 from tests.deadline import eventually

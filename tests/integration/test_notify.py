@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,10 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from daemon.config import NotifyConfig
-from daemon.notify import Notifier, verify_webhook_signature
+from daemon.notify import Notifier
+from daemon.notify_webhook import verify_webhook_signature
+from daemon.retry import Backoff
+from storage.clock import Clock
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import NotifyOn, RunStatus, RunTrigger
 from tests.conftest import RUN_KEYS
@@ -125,11 +129,13 @@ class SlackDouble(Peer):
 
 
 class WebhookReceiver(Peer):
-    """Accepts every webhook with 204, unless told to answer `status` to the next ones."""
+    """Accepts every webhook with 204, unless told to answer `status` to the next ones
+    (with `retry_after` as their Retry-After header, when set)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.script: list[int] = []
+        self.retry_after: str | None = None
 
     async def start_receiver(self) -> None:
         app = web.Application()
@@ -142,7 +148,10 @@ class WebhookReceiver(Peer):
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
         await self.record(request)
-        return web.Response(status=self.script.pop(0) if self.script else 204)
+        if not self.script:
+            return web.Response(status=204)
+        headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+        return web.Response(status=self.script.pop(0), headers=headers)
 
     def events(self) -> list[dict[str, Any]]:
         return [received.json() for received in self.received]
@@ -190,11 +199,17 @@ async def make_notifier(
     webhook: WebhookReceiver,
     secrets_set: None,
 ) -> AsyncIterator[NotifierFactory]:
-    """`await make_notifier(start=True, webhook=True, concurrency=4, **NotifyConfig fields)`."""
+    """`await make_notifier(start=True, webhook=True, concurrency=4, clock=None,
+    **NotifyConfig fields)`."""
     made: list[Notifier] = []
 
     async def make(
-        *, start: bool = True, webhook_on: bool = True, concurrency: int = 4, **fields: Any
+        *,
+        start: bool = True,
+        webhook_on: bool = True,
+        concurrency: int = 4,
+        clock: Clock | None = None,
+        **fields: Any,
     ) -> Notifier:
         settings: dict[str, Any] = {
             "slack_api_url": slack.api_url,
@@ -205,7 +220,11 @@ async def make_notifier(
             **fields,
         }
         notifier = Notifier(
-            NotifyConfig(**settings), http=http, retry_base=0.01, concurrency=concurrency
+            NotifyConfig(**settings),
+            http=http,
+            clock=clock,
+            backoff=Backoff(base=0.01),
+            concurrency=concurrency,
         )
         made.append(notifier)
         if start:
@@ -785,6 +804,38 @@ async def test_each_event_has_its_own_delivery_id_kept_across_retries(
     retried = [deliveries for deliveries in by_id.values() if len(deliveries) == 2]
     (first, second) = retried[0]
     assert first.body == second.body
+
+
+class FixedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@pytest.mark.parametrize(
+    ("clock_offset", "wait"),
+    [
+        (timedelta(milliseconds=-600), 0.6),  # the date is 0.6 s after the notifier's now
+        (timedelta(seconds=5), 0.0),  # the date has passed: retry at once
+    ],
+)
+async def test_a_retry_after_date_is_honoured(
+    make_notifier: NotifierFactory, webhook: WebhookReceiver, clock_offset: timedelta, wait: float
+) -> None:
+    date = datetime.now(UTC).replace(microsecond=0)
+    notifier = await make_notifier(clock=FixedClock(date + clock_offset))
+    webhook.script = [503]
+    webhook.retry_after = format_datetime(date, usegmt=True)
+    with capture_logs() as logs:
+        notifier.run_finished(finished_run(channel=None))
+        first, second = await webhook.wait_for(2)
+        await notifier.stop()
+    (retry,) = events_named(logs, "notification_retry")
+    assert retry["delay_s"] == pytest.approx(wait)
+    assert second.at - first.at >= wait - 0.05
+    assert events_named(logs, "notification_sent")[0]["attempts"] == 2
 
 
 async def test_webhook_client_error_is_permanent(

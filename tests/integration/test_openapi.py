@@ -335,6 +335,8 @@ async def test_the_agents_parameter_is_documented_on_every_schedule_route(
         (item, "delete"),
         (f"{item}/trigger", "post"),
         (f"{item}/runs", "get"),
+        (f"{item}/backfill", "post"),
+        (f"{item}/prompt-preview", "get"),
     ]
     for path, method in routes:
         parameters = doc["paths"][path][method]["parameters"]
@@ -357,3 +359,27 @@ def test_edits_and_deletes_document_the_warning_header(doc: dict[str, Any]) -> N
         assert "configuration file" in headers["Warning"]["description"], (path, method)
     schema = doc["components"]["schemas"]["DevinSchedule"]
     assert "managed_by" in schema["required"]
+
+
+def test_a_schedules_launcher_is_documented_where_it_is_sent_and_answered(
+    doc: dict[str, Any],
+) -> None:
+    schemas = doc["components"]["schemas"]
+    for name in ("ScheduleCreate", "ScheduleUpdate", "DevinSchedule"):
+        assert "launcher" in schemas[name]["properties"], name
+    assert "launcher" in schemas["DevinSchedule"]["required"]
+
+
+def test_backfill_templates_and_prompt_format_are_documented(doc: dict[str, Any]) -> None:
+    item = "/v3/organizations/{org_id}/schedules/{schedule_id}"
+    backfill = doc["paths"][f"{item}/backfill"]["post"]
+    assert set(backfill["responses"]) >= {"202", "404", "422"}
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["BackfillRequest"]["properties"]) == {"start", "end", "max_runs"}
+    assert schemas["BackfillRequest"]["properties"]["max_runs"]["maximum"] == 1000
+    assert set(schemas["BackfillAnswer"]["properties"]) == {"count", "first", "last"}
+    preview = doc["paths"][f"{item}/prompt-preview"]["get"]["responses"]["200"]
+    assert preview["content"]["application/json"]["schema"]["$ref"].endswith("PromptPreview")
+    for model in ("DevinSchedule", "ScheduleCreate", "ScheduleUpdate"):
+        assert "prompt_format" in schemas[model]["properties"], model
+    assert "backfill" in schemas["RunTrigger"]["enum"]

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from daemon.config import LauncherConfig
-from daemon.launchers import Backoff, HttpLauncher
+from daemon.launchers import HttpLauncher
 from daemon.pacer import Pacer, PendingLaunch
+from daemon.retry import Backoff
 from storage.domain import Run, Schedule
 from storage.enums import RunStatus, RunTrigger
 from storage.identities import DirectoryRef

@@ -50,22 +50,44 @@ async def test_the_first_releases_file_is_upgraded_through_alembic(tmp_path: Pat
     assert "dispatched_at" in columns
 
 
-async def test_an_older_postgresql_database_is_upgraded_at_open() -> None:
+def first_release_schema() -> list[str]:
+    """The first release's DDL, as its SQLite file holds it (portable SQL)."""
+    with sqlite3.connect(FIXTURE_V1) as conn:
+        rows = conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+        return [sql for (sql,) in rows]
+
+
+def columns(url: str) -> dict[str, set[str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"
+        ).fetchall()
+    found: dict[str, set[str]] = {}
+    for table, column in rows:
+        found.setdefault(table, set()).add(column)
+    return found
+
+
+async def test_every_step_upgrades_a_postgresql_database_to_what_a_new_one_has() -> None:
     url = cluster().new_database()
-    await (await PostgresStore.connect(url)).close()
-    with psycopg.connect(url) as conn:  # as the release of schema 1 left it
-        conn.execute("ALTER TABLE runs DROP COLUMN dispatched_at")
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    with psycopg.connect(url) as conn:  # a database at schema 1, the first release's tables
+        for statement in first_release_schema():
+            conn.execute(statement)
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0001')")
     members = await asyncio.gather(*(PostgresStore.connect(url) for _ in range(3)))
     for store in members:  # one upgraded (under the lock), the others found it done
         await store.close()
+
+    fresh = cluster().new_database()
+    await (await PostgresStore.connect(fresh)).close()
     with psycopg.connect(url) as conn:
         (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-        columns = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'"
-        ).fetchall()
     assert revision == (revision_of(SCHEMA_VERSION),)
-    assert ("dispatched_at",) in columns
+    upgraded, new = columns(url), columns(fresh)
+    for table, names in upgraded.items():
+        assert names == new[table] - {"rowid"}, table  # rowid: PostgreSQL's creation order
 
 
 def db_cli(command: str, config: Path) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from storage.db import SCHEMA_VERSION, SchemaError, integrity_check
+from storage.enums import PromptFormat
 from storage.sqlite_store import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,8 +100,11 @@ async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_pat
     try:
         (run,) = await store.launching_runs()
         assert run.dispatched_at == run.started_at  # it may have been sent: never relaunched
+        assert run.session_status is None  # not followed: no status was ever read
+        assert await store.unfinished_runs() == [run]
         schedule = await store.get_schedule(run.schedule_id)
         assert (schedule.name, schedule.tags) == ("made by 0.1.0", ["triage"])
+        assert schedule.prompt_format == PromptFormat.TEXT  # its prompt is sent as written
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:

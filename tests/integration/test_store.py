@@ -228,6 +228,37 @@ async def test_launching_runs_say_whether_their_request_was_dispatched(store: St
     assert [run.id for run in await store.launching_runs()] == [unsent.id]
 
 
+async def test_a_followed_run_is_unfinished_until_its_session_s_end(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    (run,) = await store.claim_runs([launching(schedule)])
+    launched = RunOutcome(run.id, RunStatus.RUNNING, NOW, attempts=1, session_id="devin-1")
+    (item,) = await store.finish_runs([launched], max_consecutive_failures=1)
+    assert (item.run.status, item.run.finished_at, item.schedule.consecutive_failures) == (
+        RunStatus.RUNNING,
+        None,
+        0,
+    )
+    assert [r.id for r in await store.unfinished_runs()] == [run.id]
+    assert await store.launching_runs() == []
+    later = NOW + timedelta(minutes=5)
+    end = RunOutcome(
+        run.id, RunStatus.FAILED, later, 1, error="session ended error", session_status="error"
+    )
+    (ended,) = await store.finish_runs([end], max_consecutive_failures=1)
+    stored = await store.get_run(run.id)
+    assert stored == ended.run and (stored.session_id, stored.session_status) == (
+        "devin-1",
+        "error",
+    )
+    assert (ended.schedule.consecutive_failures, ended.schedule.enabled, ended.auto_paused) == (
+        1,
+        False,
+        True,
+    )
+    assert await store.unfinished_runs() == []
+    assert await store.finish_runs([end], max_consecutive_failures=1) == []  # final: ignored
+
+
 async def test_settling_a_catchup_claims_only_what_moved(store: Store) -> None:
     schedule = await store.create_schedule(recurring(), now=NOW)
     due, later = schedule.next_run_at, datetime(2026, 11, 25, 9, tzinfo=UTC)
@@ -324,6 +355,19 @@ async def test_config_schedules_are_found_by_name_and_listed(store: Store) -> No
     assert await store.find_schedule_by_name("org-other", "b") is None
 
 
+async def test_schedules_on_launchers_are_the_live_ones_naming_them(store: Store) -> None:
+    b = await store.create_schedule(dataclasses.replace(recurring("b"), launcher="devin"), now=NOW)
+    a = await store.create_schedule(dataclasses.replace(recurring("a"), launcher="scope"), now=NOW)
+    gone = await store.create_schedule(
+        dataclasses.replace(recurring("gone"), launcher="devin"), now=NOW
+    )
+    await store.delete_schedule(gone.id, now=NOW)
+    await store.create_schedule(recurring("on the default"), now=NOW)
+    assert [s.id for s in await store.schedules_on_launchers({"devin", "scope"})] == [a.id, b.id]
+    assert [s.id for s in await store.schedules_on_launchers(["devin"])] == [b.id]
+    assert await store.schedules_on_launchers([]) == []
+
+
 async def test_a_finished_run_recorded_once_per_instant(store: Store) -> None:
     schedule = await store.create_schedule(recurring(), now=NOW)
     skipped = dataclasses.replace(launching(schedule), status=RunStatus.SKIPPED, finished_at=NOW)
@@ -341,6 +385,36 @@ async def test_runs_list_newest_first(store: Store) -> None:
     page = await store.list_runs(schedule.id, limit=2, offset=0)
     assert page.total == 3
     assert [r.scheduled_for for r in page.items] == sorted(instants, reverse=True)[:2]
+
+
+def finished(schedule: Schedule, at: datetime, status: RunStatus) -> Run:
+    return dataclasses.replace(
+        launching(schedule, at), status=status, finished_at=at + timedelta(seconds=5)
+    )
+
+
+async def test_previous_run_and_last_success(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    assert await store.previous_run(schedule.id, NOW) is None
+    assert await store.last_success_at(schedule.id) is None
+    hours = [NOW - timedelta(hours=h) for h in (3, 2, 1)]
+    statuses = [RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.FAILED]
+    runs = [finished(schedule, at, status) for at, status in zip(hours, statuses, strict=True)]
+    await store.claim_runs([*runs, launching(schedule, NOW)])
+    assert await store.previous_run(schedule.id, NOW) == runs[2]  # before, not at
+    assert await store.previous_run(schedule.id, hours[2]) == runs[1]
+    assert await store.last_success_at(schedule.id) == hours[1] + timedelta(seconds=5)
+
+
+async def test_launches_since_are_the_dispatched_runs_with_their_org(store: Store) -> None:
+    schedule = await store.create_schedule(recurring(), now=NOW)
+    old, recent, unsent = (launching(schedule, NOW - timedelta(minutes=m)) for m in (90, 30, 10))
+    await store.claim_runs([old, recent, unsent])
+    await store.mark_dispatched(old.id, at=NOW - timedelta(minutes=90))
+    await store.mark_dispatched(recent.id, at=NOW - timedelta(minutes=30))
+    launches = await store.launches_since(NOW - timedelta(hours=1))
+    assert [(item.org_id, item.run_id) for item in launches] == [("org-local", recent.id)]
+    assert launches[0].dispatched_at == NOW - timedelta(minutes=30)
 
 
 def playbook(title: str, *, org_id: str = "org-local") -> Playbook:

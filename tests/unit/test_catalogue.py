@@ -21,7 +21,7 @@ from api import agentscope, schedules
 from api.agentscope_models import CreateScheduleRequest, UpdateScheduleRequest
 from api.devin_models import DevinSchedule, ScheduleCreate, ScheduleUpdate
 from api.views import schedule_json
-from daemon import bootstrap, notify
+from daemon import bootstrap, notify_messages
 from daemon.config import ScheduleConfig
 from storage import catalogue, domain
 from storage.catalogue import (
@@ -243,6 +243,6 @@ def test_bootstrap_writes_every_key_of_an_entry_to_its_schedule_field() -> None:
 
 
 def test_a_webhook_carries_the_catalogue_webhook_fields_in_catalogue_order() -> None:
-    payload = notify.schedule_json(a_schedule(last_error_at=NOW))
+    payload = notify_messages.schedule_json(a_schedule(last_error_at=NOW))
     assert list(payload) == list(WEBHOOK_FIELDS)
     assert payload["schedule_type"] == "recurring" and payload["last_error_at"] == NOW.isoformat()

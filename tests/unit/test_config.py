@@ -97,16 +97,20 @@ def example_keys_by_section() -> dict[str, set[str]]:
     keys: dict[str, set[str]] = defaultdict(set)
     section = ""
     for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
-        if header := re.fullmatch(r"\[\[?([a-z_]+)\]\]?\s*", line):
+        # `[launchers.NAME]` tables are shown commented out: their keys are `launchers`'s.
+        if header := re.fullmatch(r"(?:# )?\[\[?([a-z_]+)(?:\.[a-z_]+)?\]\]?\s*", line):
             section = header[1]
         elif key := re.match(r"#? ?([a-z_0-9]+) = ", line):
             keys[section].add(key[1])
+    keys["launchers"] |= keys["launcher"]  # the same keys: each is described once, there
     return keys
 
 
 def section_model(annotation: object) -> type[BaseModel]:
     if get_origin(annotation) is list:
         (annotation,) = get_args(annotation)
+    if get_origin(annotation) is dict:
+        (_, annotation) = get_args(annotation)
     assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
     return annotation
 
@@ -192,11 +196,41 @@ def test_durations_in_the_file_become_seconds(tmp_path: Path) -> None:
         ("server", "request_timeout", "0"),
         ("scheduler", "catchup_window", '"1w"'),
         ("scheduler", "shutdown_grace", "-5"),
+        ("launcher", "follow_interval", '"500ms"'),
+        ("launcher", "follow_interval", "0"),
+        ("launcher", "follow_timeout", '"0s"'),
     ],
 )
 def test_bad_durations_are_refused(tmp_path: Path, section: str, key: str, literal: str) -> None:
     error = load_error(tmp_path, f"[{section}]\n{key} = {literal}\n")
     assert f":2: {section}.{key}: " in str(error)
+
+
+def test_following_keys_and_their_defaults(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "[launcher]\nfollow = true\n"))
+    launcher = config.launcher
+    assert (launcher.follow, launcher.follow_interval, launcher.follow_timeout) == (
+        True,
+        30.0,
+        6 * 3600.0,
+    )
+    assert launcher.session_status_url == launcher.url + "/{session_id}"
+    assert config.scheduler.max_concurrent_follows == 100
+
+
+def test_a_follow_interval_under_a_second_names_the_key(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[launcher]\nfollow = true\nfollow_interval = 0\n")
+    assert ":3: launcher.follow_interval: must be at least 1s" in str(error)
+
+
+def test_a_command_launcher_cannot_be_told_to_follow(tmp_path: Path) -> None:
+    text = '[launcher]\ntype = "command"\ncommand = ["true"]\nfollow = true\n'
+    assert "launcher.follow" in str(load_error(tmp_path, text))
+
+
+def test_a_status_url_takes_only_its_placeholders(tmp_path: Path) -> None:
+    text = '[launcher]\nstatus_url = "http://h/{session}"\n'
+    assert "launcher.status_url" in str(load_error(tmp_path, text))
 
 
 # --------------------------------------------------------------------------- located errors
@@ -836,3 +870,14 @@ def test_read_secret_is_none_when_nowhere(tmp_path: Path, monkeypatch: pytest.Mo
 def test_read_secret_refuses_names_that_are_not_plain(name: str) -> None:
     with pytest.raises(ValueError):
         read_secret(name)
+
+
+def test_a_template_prompt_that_does_not_parse_names_the_prompt_line(tmp_path: Path) -> None:
+    text = SCHEDULE.replace('prompt = "', 'prompt_format = "template"\nprompt = "{% if %}')
+    path = write_config(tmp_path, text + 'cron = "@daily"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.key == "schedules[0].prompt"
+    assert problem.line == line_of(path, "prompt =")
+    assert "template error at line 1" in str(problem)

@@ -12,6 +12,7 @@ from daemon.firing import (
     MissedSpan,
     OverlapAction,
     Recovery,
+    backfill_release,
     catchup_release,
     fire_identity,
     is_behind,
@@ -422,4 +423,68 @@ def test_a_superseded_catchup_names_the_regular_fire() -> None:
     assert dropped is not None
     assert (
         dropped.error == f"catch-up dropped: the regular fire at {deadline.isoformat()} came first"
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "dispatched", "action"),
+    [
+        (recurring(), False, Recovery.RELAUNCH),  # days old: no window applies
+        (recurring(enabled=False), False, Recovery.RELAUNCH),  # paused: asked for anyway
+        (recurring(deleted_at=T0), False, Recovery.INTERRUPT),
+        (None, False, Recovery.INTERRUPT),
+        (recurring(), True, Recovery.INTERRUPT),  # sent: never sent twice
+    ],
+)
+def test_a_backfill_run_left_unsent_is_relaunched_while_its_schedule_exists(
+    schedule: Schedule | None, dispatched: bool, action: Recovery
+) -> None:
+    run = left_launching(T0, dispatched=dispatched, trigger=RunTrigger.BACKFILL)
+    plan = plan_recovery(run, schedule, T0 + timedelta(days=3), default_window=60, idempotent=False)
+    assert plan.action == action
+    if action == Recovery.RELAUNCH:
+        assert (plan.note, plan.deadline) == ("backfill relaunched after a restart", None)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (recurring(), None),
+        (recurring(enabled=False), None),
+        (recurring(overlap=Overlap.SKIP), None),
+        (recurring(deleted_at=T0), RunStatus.MISSED),
+        (None, RunStatus.MISSED),
+    ],
+)
+def test_a_paced_backfill_launches_unless_its_schedule_was_deleted(
+    schedule: Schedule | None, expected: RunStatus | None
+) -> None:
+    dropped = backfill_release(schedule)
+    assert (dropped.status if dropped else None) == expected
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+@pytest.mark.parametrize("age_s", [40, 7 * 86400])
+@pytest.mark.parametrize(
+    "schedule", [recurring("0 * * * *", id="sched-1"), recurring(enabled=False)]
+)
+def test_a_running_run_is_followed_again_never_interrupted(
+    idempotent: bool, age_s: float, schedule: Schedule
+) -> None:
+    run = dataclasses.replace(
+        left_launching(T0, dispatched=True), status=RunStatus.RUNNING, session_id="devin-1"
+    )
+    now = T0 + timedelta(seconds=age_s)
+    plan = plan_recovery(run, schedule, now, default_window=3600, idempotent=idempotent)
+    assert (plan.action, plan.deadline) == (Recovery.FOLLOW, None)
+
+
+def test_a_running_run_whose_schedule_is_gone_is_abandoned_not_interrupted() -> None:
+    run = dataclasses.replace(
+        left_launching(T0, dispatched=True), status=RunStatus.RUNNING, session_id="devin-1"
+    )
+    plan = plan_recovery(run, None, T0, default_window=3600, idempotent=True)
+    assert (plan.action, plan.note) == (
+        Recovery.ABANDON,
+        "no longer followed: its schedule was deleted",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.cli import build_parser
-from daemon.operator_cli import render_fields, separate_json_body
+from daemon.operator_cli import create_body, render_fields, request_body, separate_json_body
 
 SCHED = "sched-0123456789abcdef"
 
@@ -75,3 +75,12 @@ def test_get_prints_key_colon_value_lines_with_values_aligned() -> None:
         "playbook:             -",
         "enabled:              true",
     ]
+
+
+def test_launcher_is_a_field_flag_of_create_and_patch() -> None:
+    created = build_parser().parse_args(
+        ["schedules", "create", "--name", "n", "--prompt", "p", "--launcher", "devin"]
+    )
+    assert create_body(created)["launcher"] == "devin"
+    patched = build_parser().parse_args(["schedules", "patch", SCHED, "--launcher", "night"])
+    assert request_body(patched, run_as_key="run_as_user_id") == {"launcher": "night"}

@@ -98,6 +98,24 @@ def test_an_unreadable_credential_is_a_warning_saying_so(
     assert warning.event == "launcher_token_missing" and "cannot be read" in warning.message
 
 
+def test_each_named_launcher_with_a_token_is_checked() -> None:
+    named = config(
+        launchers={
+            "gateway": http_launcher(),
+            "scope": {"type": "agentscope", "base_url": "http://127.0.0.1:8000"},
+            "scope_token": {
+                "type": "agentscope",
+                "base_url": "http://127.0.0.1:8000",
+                "token_env": TOKEN,
+            },
+        }
+    )
+
+    warnings = [w.message.split(":")[0] for w in config_warnings(named)]
+
+    assert warnings == ["launchers.gateway.token_env", "launchers.scope_token.token_env"]
+
+
 def test_a_command_launcher_needs_no_token() -> None:
     assert events(config(launcher=COMMAND | {"token_env": TOKEN})) == []
 

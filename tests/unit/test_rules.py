@@ -14,6 +14,7 @@ from storage.rules import (
     BOOKKEEPING,
     EDIT_ALSO_CHANGES,
     RUN_RESULT,
+    applies,
     created_schedule,
     deletion,
     edited_schedule,
@@ -274,6 +275,7 @@ def test_a_run_takes_its_outcome(outcome_identity: str | None, identity: str) ->
         "session_id": "s",
         "session_url": None,
         "error": "e",
+        "session_status": None,
     }
 
 
@@ -312,3 +314,93 @@ def test_outcomes_of_unknown_or_finished_runs_are_ignored() -> None:
 
     assert [f.run.id for f in finished] == ["run-a"]
     assert after["sched-1"].consecutive_failures == 1
+
+
+# --- followed sessions: `running`, then the session's end ---------------------------------
+
+RUNNING = RunStatus.RUNNING
+
+
+def running_outcome(run_id: str, status: str = "running/working") -> RunOutcome:
+    return RunOutcome(
+        run_id, RUNNING, STARTED, attempts=1, session_id="devin-1", session_status=status
+    )
+
+
+def followed(run_id: str, schedule_id: str = "sched-1") -> Run:
+    return run(
+        RUNNING, id=run_id, schedule_id=schedule_id, finished_at=None, session_id="devin-1",
+        session_url="https://s/1", attempts=1, session_status="running/working",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("current", "outcome", "takes"),
+    [
+        (RunStatus.LAUNCHING, RUNNING, True),
+        (RunStatus.LAUNCHING, FAILED, True),
+        (RUNNING, RUNNING, True),  # a newer session status
+        (RUNNING, OK, True),
+        (RUNNING, FAILED, True),
+        (RUNNING, RunStatus.LAUNCHING, False),
+        (OK, RUNNING, False),
+        (FAILED, OK, False),
+    ],
+)
+def test_which_outcomes_a_run_takes(current: RunStatus, outcome: RunStatus, takes: bool) -> None:
+    assert applies(current, outcome) is takes
+
+
+def test_a_followed_launch_records_the_fire_and_counts_nothing() -> None:
+    before = {"sched-1": one_time(consecutive_failures=2)}
+    one = run(RunStatus.LAUNCHING, RunTrigger.ONE_TIME, finished_at=None)
+
+    (item,), after = fold_outcomes({one.id: one}, before, [running_outcome(one.id)], 1)
+
+    assert (item.run.status, item.run.finished_at, item.run.session_id) == (
+        RUNNING,
+        None,
+        "devin-1",
+    )
+    assert item.run.session_status == "running/working" and not item.auto_paused
+    books = after["sched-1"]
+    assert books.last_executed_at == STARTED and books.consecutive_failures == 2
+    assert (books.enabled, books.next_run_at) == (False, None)  # a one_time fire is done
+
+
+def test_a_newer_session_status_changes_only_the_run() -> None:
+    current = followed("run-a")
+    before = {"sched-1": schedule(consecutive_failures=3)}
+    update = running_outcome("run-a", "running/waiting_for_approval")
+
+    (item,), after = fold_outcomes({"run-a": current}, before, [update], 1)
+
+    assert item.run == dataclasses.replace(current, session_status="running/waiting_for_approval")
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("status", "failures", "enabled"), [(OK, 0, True), (FAILED, 1, False)]
+)  # fmt: skip
+def test_a_followed_session_s_end_drives_the_books(
+    status: RunStatus, failures: int, enabled: bool
+) -> None:
+    current = followed("run-a")
+    before = {"sched-1": schedule(last_executed_at=T0)}
+    end = RunOutcome("run-a", status, ENDED, attempts=1, error="x", session_status="error")
+
+    (item,), after = fold_outcomes({"run-a": current}, before, [end], 1)
+
+    assert (item.run.status, item.run.finished_at, item.run.session_id) == (
+        status,
+        ENDED,
+        "devin-1",
+    )
+    assert (item.run.session_url, item.run.session_status) == ("https://s/1", "error")
+    books = after["sched-1"]
+    assert (books.consecutive_failures, books.enabled, item.auto_paused) == (
+        failures,
+        enabled,
+        not enabled,
+    )
+    assert books.last_executed_at == T0  # recorded at the launch, not moved by the end
