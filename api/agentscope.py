@@ -33,10 +33,11 @@ from api.agentscope_models import (
 )
 from api.auth import authorize
 from api.body import parse_body, parse_query
+from api.conditional import ETAG_HEADER, IF_MATCH_HEADER, etag, if_match, require_match
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
-from api.views import EDIT_HEADERS, edit_headers, respond
+from api.views import EDIT_HEADERS, answer_headers, edit_headers, respond
 from storage.catalogue import wire_names
 from storage.domain import Schedule
 from storage.enums import Permission, Source
@@ -205,6 +206,7 @@ async def _all_owned(request: web.Request, caller: Caller) -> list[Schedule]:
     "Create a schedule owned by and running as the caller",
     response=ScheduleCreated,
     status=201,
+    headers=ETAG_HEADER,
     request=CreateScheduleRequest,
     auth="x-user-id",
     tags=_TAGS,
@@ -219,47 +221,64 @@ async def create_schedule(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     stored = await request.app[STORE].create_schedule(new_schedule(body, caller, now), now=now)
     await request.app[EVENTS].changed(stored)
-    return respond(ScheduleCreated(schedule_id=stored.id), status=201)
+    return respond(ScheduleCreated(schedule_id=stored.id), status=201, headers=etag(stored))
 
 
 @operation(
     "One of the caller's schedules",
     response=ScheduleRecord,
+    headers=ETAG_HEADER,
     auth="x-user-id",
     tags=_TAGS,
     errors=(401, 403, 404, 422),
 )
 async def get_schedule(request: web.Request) -> web.Response:
     schedule = await owned_schedule(request, caller_of(request))
-    return respond(ScheduleRecord.of(schedule))
+    return respond(ScheduleRecord.of(schedule), headers=etag(schedule))
 
 
 @operation(
     "Edit a schedule; an omitted or null field is left unchanged",
     response=ScheduleRecord,
     request=UpdateScheduleRequest,
-    headers=EDIT_HEADERS,
+    headers=ETAG_HEADER | EDIT_HEADERS,
+    request_headers=IF_MATCH_HEADER,
     auth="x-user-id",
     tags=_TAGS,
-    errors=(401, 403, 404),
+    errors=(400, 401, 403, 404, 412),
 )
 async def update_schedule(request: web.Request) -> web.Response:
     caller = caller_of(request)
     body = await parse_body(request, UpdateScheduleRequest)
+    versions = if_match(request)
     schedule = await owned_schedule(request, caller)
     changes = schedule_changes(body)
     if changes:
-        schedule = await _apply(request, schedule, changes | {"last_edited_by": caller.user_id})
+        edit = changes | {"last_edited_by": caller.user_id}
+        schedule = await _apply(request, schedule, edit, versions)
+    else:
+        require_match(schedule, versions)
     await request.app[EVENTS].changed(schedule)
-    return respond(ScheduleRecord.of(schedule), headers=edit_headers(schedule))
+    return respond(ScheduleRecord.of(schedule), headers=answer_headers(schedule))
 
 
-async def _apply(request: web.Request, schedule: Schedule, changes: dict[str, Any]) -> Schedule:
-    """Write `changes`, refused inside the transaction unless the owner is still the same."""
+async def _apply(
+    request: web.Request,
+    schedule: Schedule,
+    changes: dict[str, Any],
+    versions: frozenset[int] | None,
+) -> Schedule:
+    """Write `changes`, refused inside the transaction unless the owner is still the same
+    (and the version one of `versions`, when given)."""
     check = _edit_check(schedule.owner_user_id)
     try:
         return await request.app[STORE].update_schedule(
-            schedule.id, changes, now=request.app[CLOCK].now(), org_id=schedule.org_id, check=check
+            schedule.id,
+            changes,
+            now=request.app[CLOCK].now(),
+            org_id=schedule.org_id,
+            check=check,
+            if_version=versions,
         )
     except NotFound:
         raise schedule_not_found(schedule.id) from None
@@ -276,16 +295,22 @@ def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], Non
     "Delete a schedule (it never fires again)",
     status=204,
     headers=EDIT_HEADERS,
+    request_headers=IF_MATCH_HEADER,
     auth="x-user-id",
     tags=_TAGS,
-    errors=(401, 403, 404, 422),
+    errors=(400, 401, 403, 404, 412, 422),
 )
 async def delete_schedule(request: web.Request) -> web.Response:
     caller = caller_of(request)
+    versions = if_match(request)
     schedule = await owned_schedule(request, caller)
     try:
         deleted = await request.app[STORE].delete_schedule(
-            schedule.id, now=request.app[CLOCK].now(), org_id=caller.org_id, by=caller.user_id
+            schedule.id,
+            now=request.app[CLOCK].now(),
+            org_id=caller.org_id,
+            by=caller.user_id,
+            if_version=versions,
         )
     except NotFound:
         raise schedule_not_found(schedule.id) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import backfill, health, openapi, playbooks, prompt_preview, runs, schedules
+from api import backfill, health, history, openapi, playbooks, prompt_preview, runs, schedules
 from api.errors import error_middleware
 from api.keys import CLOCK, DIRECTORY, EVENTS, FLEET, LIFECYCLE, SETTINGS, STORE, ApiSettings
 from api.ports import DaemonFacts, FleetView, Lifecycle, ScheduleEvents
@@ -48,6 +48,7 @@ def create_app(
         runs.add_routes(app, base)
         backfill.add_routes(app, base)
         prompt_preview.add_routes(app, base)
+        history.add_routes(app, base)
     if settings.agentscope_enabled:
         # Imported only when served: its request and answer models cost start-up ~30 ms.
         from api import agentscope

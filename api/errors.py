@@ -1,7 +1,8 @@
 """One JSON error shape for every failure, and the middleware that enforces it.
 
-Every error is `{"detail": "<message>"}`, except validation errors (422), which list
-`{"loc": [...], "msg": "...", "type": "..."}` items as FastAPI does. No traceback ever
+Every error is `{"detail": "<message>"}` (a 412 for a stale `If-Match` too), except
+validation errors (422), which list `{"loc": [...], "msg": "...", "type": "..."}` items as
+FastAPI does. No traceback ever
 reaches a client: an unexpected exception is logged and answered with a bare 500.
 """
 
@@ -14,7 +15,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from storage.errors import NotFound, StoreUnavailable
+from storage.errors import NotFound, StoreUnavailable, VersionMismatch
 
 log = structlog.get_logger("agentcron.api")
 
@@ -59,6 +60,14 @@ def validation_items(exc: ValidationError, prefix: str = "body") -> list[dict[st
     return items
 
 
+def precondition_failed(exc: VersionMismatch) -> str:
+    """The 412 detail of a conditional write refused (see `api.conditional`)."""
+    return (
+        f'If-Match does not match: the schedule\'s ETag is now "{exc.current}" (it changed '
+        "since it was read); read it again, then resend the change"
+    )
+
+
 def json_detail(status: int, detail: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"detail": detail}, status=status, headers=headers)
 
@@ -85,6 +94,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_detail(422, validation_items(exc))
     except NotFound as exc:
         return json_detail(404, str(exc))
+    except VersionMismatch as exc:
+        return json_detail(412, precondition_failed(exc))
     except StoreUnavailable as exc:
         log.error("store_unavailable", error=str(exc), path=request.path)
         return json_detail(503, f"storage unavailable: {exc}")

@@ -36,6 +36,7 @@ class Operation:
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
     headers: Mapping[str, str] = field(default_factory=dict)  # success answer: name -> meaning
+    request_headers: Mapping[str, str] = field(default_factory=dict)  # optional: name -> meaning
 
 
 def operation(summary: str, **details: Any) -> Callable[[H], H]:
@@ -124,6 +125,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The credentials do not allow this",
     404: "Not found",
     405: "Method not allowed",
+    412: "If-Match does not match the schedule's current ETag; nothing changed",
     413: "Request body too large",
     422: "Validation error",
     503: "Unavailable",
@@ -150,6 +152,16 @@ def _parameters(path: str, spec: Operation, schemas: _Schemas) -> list[dict[str,
             params.append(
                 {"name": name, "in": "query", "required": name in required, "schema": prop}
             )
+    for name, meaning in spec.request_headers.items():
+        params.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "description": meaning,
+                "schema": {"type": "string"},
+            }
+        )
     if spec.auth == "x-user-id":
         params.append(
             {"name": "X-User-ID", "in": "header", "required": True, "schema": {"type": "string"}}

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from api.auth import authorize
 from api.body import parse_body, parse_query
+from api.conditional import ETAG_HEADER, IF_MATCH_HEADER, etag, if_match, require_match
 from api.devin_models import (
     AgentsQuery,
     DevinSchedule,
@@ -26,7 +27,13 @@ from api.devin_models import (
 from api.errors import ApiError, unprocessable
 from api.keys import CLOCK, DIRECTORY, EVENTS, STORE
 from api.openapi import operation
-from api.views import EDIT_HEADERS, edit_headers, one_schedule_json, respond, schedules_json
+from api.views import (
+    EDIT_HEADERS,
+    answer_headers,
+    one_schedule_json,
+    respond,
+    schedules_json,
+)
 from storage import catalogue
 from storage.domain import Schedule
 from storage.enums import DevinAgent, Permission, PromptFormat, ScheduleType
@@ -52,6 +59,7 @@ _PATCH_KEYS = {key: name for name, key in catalogue.wire_names("devin", "patch")
     "Create a schedule",
     request=ScheduleCreate,
     response=DevinSchedule,
+    headers=ETAG_HEADER,
     errors=(404,),
     tags=TAGS,
 )
@@ -67,7 +75,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     check_timing(schedule, now=now, future=True, window=True)
     check_prompt(schedule)
     stored = await request.app[STORE].create_schedule(schedule, now=now)
-    return await _answer_change(request, stored)
+    return await _answer_change(request, stored, etag(stored))
 
 
 @operation(
@@ -88,13 +96,20 @@ async def list_schedules(request: web.Request) -> web.Response:
     return respond(DevinScheduleList.of(items, offset=query.offset, total=page.total))
 
 
-@operation("Get a schedule", query=AgentsQuery, response=DevinSchedule, errors=(404,), tags=TAGS)
+@operation(
+    "Get a schedule",
+    query=AgentsQuery,
+    response=DevinSchedule,
+    headers=ETAG_HEADER,
+    errors=(404,),
+    tags=TAGS,
+)
 async def get_schedule(request: web.Request) -> web.Response:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     authorize(request, org_id, MANAGE)
     agents = visible_agents(request)
     schedule = await request.app[STORE].get_schedule(schedule_id, org_id=org_id, agents=agents)
-    return await _answer(request, schedule)
+    return await _answer(request, schedule, etag(schedule))
 
 
 @operation(
@@ -102,8 +117,9 @@ async def get_schedule(request: web.Request) -> web.Response:
     query=AgentsQuery,
     request=ScheduleUpdate,
     response=DevinSchedule,
-    headers=EDIT_HEADERS,
-    errors=(404,),
+    headers=ETAG_HEADER | EDIT_HEADERS,
+    request_headers=IF_MATCH_HEADER,
+    errors=(400, 404, 412),
     tags=TAGS,
 )
 async def update_schedule(request: web.Request) -> web.Response:
@@ -111,10 +127,12 @@ async def update_schedule(request: web.Request) -> web.Response:
     caller = authorize(request, org_id, MANAGE)
     agents = visible_agents(request)
     changes = patch_changes(await parse_body(request, ScheduleUpdate))
+    versions = if_match(request)
     store = request.app[STORE]
     if not changes:  # `{}`, or only nulls on fields that cannot be empty: nothing to write
         schedule = await store.get_schedule(schedule_id, org_id=org_id, agents=agents)
-        return await _answer(request, schedule, edit_headers(schedule))
+        require_match(schedule, versions)
+        return await _answer(request, schedule, answer_headers(schedule))
     _check_run_as(request, caller, changes.get("run_as_user_id"), key="run_as_user_id")
     _check_launcher(request, changes.get("launcher"))
     await _check_playbook(request, org_id, changes.get("playbook_id"))
@@ -126,16 +144,18 @@ async def update_schedule(request: web.Request) -> web.Response:
         org_id=org_id,
         agents=agents,
         check=patch_check(changes.keys(), now=now),
+        if_version=versions,
     )
-    return await _answer_change(request, updated, edit_headers(updated))
+    return await _answer_change(request, updated, answer_headers(updated))
 
 
 @operation(
     "Delete a schedule; answers it as it was deleted",
     query=AgentsQuery,
     response=DevinSchedule,
-    headers=EDIT_HEADERS,
-    errors=(404,),
+    headers=ETAG_HEADER | EDIT_HEADERS,
+    request_headers=IF_MATCH_HEADER,
+    errors=(400, 404, 412),
     tags=TAGS,
 )
 async def delete_schedule(request: web.Request) -> web.Response:
@@ -143,11 +163,12 @@ async def delete_schedule(request: web.Request) -> web.Response:
     org_id, schedule_id = request.match_info["org_id"], request.match_info["schedule_id"]
     caller = authorize(request, org_id, MANAGE)
     agents = visible_agents(request)
+    versions = if_match(request)
     now = request.app[CLOCK].now()
     deleted = await request.app[STORE].delete_schedule(
-        schedule_id, now=now, org_id=org_id, agents=agents, by=caller.id
+        schedule_id, now=now, org_id=org_id, agents=agents, by=caller.id, if_version=versions
     )
-    return await _answer_change(request, deleted, edit_headers(deleted))
+    return await _answer_change(request, deleted, answer_headers(deleted))
 
 
 def add_routes(app: web.Application, base: str) -> None:

@@ -13,6 +13,7 @@ from typing import Final
 from aiohttp import web
 from pydantic import BaseModel
 
+from api.conditional import etag
 from api.devin_models import DevinPlaybook, DevinSchedule
 from storage.domain import Playbook, Schedule
 from storage.store import Store
@@ -36,6 +37,11 @@ def edit_headers(schedule: Schedule) -> dict[str, str]:
     """The headers of an answer to an edit or delete of `schedule`: a `Warning` when the
     configuration file manages it, since the next reload (or restart) undoes the change."""
     return {"Warning": CONFIG_WARNING} if schedule.from_config else {}
+
+
+def answer_headers(schedule: Schedule) -> dict[str, str]:
+    """The headers of an answer to an edit or delete: its ETag, and `edit_headers`."""
+    return etag(schedule) | edit_headers(schedule)
 
 
 async def schedules_json(store: Store, schedules: Sequence[Schedule]) -> list[DevinSchedule]:

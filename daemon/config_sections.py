@@ -86,9 +86,11 @@ class StorageConfig(Section):
     def _one_place(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        if "path" in data and "url" in data:
+        # None stands for absent (TOML has no null; a dumped configuration has them).
+        has_path, has_url = data.get("path") is not None, data.get("url") is not None
+        if has_path and has_url:
             raise conflict("set either path (SQLite) or url (PostgreSQL), not both", "url")
-        if "path" not in data and "url" not in data:
+        if not has_path and not has_url:
             raise conflict("set path (a SQLite file) or url (a postgresql:// URL)", "path")
         return data
 

@@ -143,7 +143,7 @@ class Follower:
         about = {"schedule_id": item.run.schedule_id, "run_id": item.run.id}
         async with self._reads:
             try:
-                state = await plan.poller.poll(item.run, item.session_id, org_id=item.org_id)
+                state = await plan.poller.poll(item.run, item.session_id, schedule=item.schedule)
             except PollFailed as exc:
                 if not exc.transient:
                     metrics.SESSION_POLLS.labels("refused").inc()

@@ -3,12 +3,14 @@
     agentcron schedules list [--limit N] [--offset N]
     agentcron schedules get ID
     agentcron schedules create --name NAME --prompt TEXT (--frequency CRON | --scheduled-at ISO)
-    agentcron schedules patch ID [--enabled | --disabled] [--frequency CRON] [--body JSON] [...]
-    agentcron schedules delete ID
+    agentcron schedules patch ID [--enabled | --disabled] [--frequency CRON] [--body JSON]
+                             [--if-match VERSION] [...]
+    agentcron schedules delete ID [--if-match VERSION]
     agentcron schedules trigger ID
     agentcron schedules backfill ID --start ISO --end ISO [--max-runs N]
     agentcron schedules preview ID
     agentcron schedules runs ID [--limit N] [--offset N]
+    agentcron schedules history ID [--limit N] [--offset N]
 
 Every command calls the Devin v3 API of the daemon at `--url` (default `$AGENTCRON_URL`, else
 http://127.0.0.1:8787) for the org `--org` (default `$AGENTCRON_ORG`, else org-local), with
@@ -23,6 +25,10 @@ flags given as well override its keys. `--json BODY`, where BODY starts with `{`
 is short for `--json --body BODY`; any other argument after `--json` is left alone, so
 `patch --json ID --enabled` works. On create, `--scheduled-at` without `--frequency` or
 `--type` makes a one_time schedule.
+
+`get`, `create` and `patch` end with a `version:` line, the schedule's ETag. Given it as
+`--if-match VERSION`, `patch` and `delete` change the schedule only if nobody changed it
+since (else HTTP 412, exit 1, nothing changed); `--if-match '*'` accepts any version.
 
 Exit status: 0 done; 1 the server refused (its `detail` is printed) or could not be reached;
 2 a usage error. The client is synchronous (`urllib`): one request per command, no event loop.
@@ -81,8 +87,9 @@ class Client:
         *,
         body: JSON = None,
         query: Mapping[str, int | str] | None = None,
-    ) -> JSON:
-        """Send one request under `/v3/organizations/{org}`; return the parsed JSON answer.
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Send one request under `/v3/organizations/{org}`; return the answer.
 
         Raises CliError with the server's `detail` for an error status, or the reason when
         the daemon cannot be reached.
@@ -91,10 +98,11 @@ class Client:
         if query:
             url += "?" + urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers=self._headers())
+        sent = self._headers() | dict(headers or {})
+        request = urllib.request.Request(url, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                return _parse_answer(response.read())
+                return Reply(_parse_answer(response.read()), response.headers.get("ETag"))
         except urllib.error.HTTPError as error:
             raise CliError(f"HTTP {error.code}: {error_detail(error.read())}") from None
         except (urllib.error.URLError, OSError) as error:
@@ -107,6 +115,19 @@ class Client:
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful answer: its parsed JSON, and its ETag when it carries one schedule."""
+
+    body: JSON
+    etag: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        """The schedule version the ETag names (`"3"` -> `3`), as `--if-match` takes it."""
+        return None if self.etag is None else self.etag.strip('"')
 
 
 def _parse_answer(raw: bytes) -> JSON:
@@ -260,6 +281,29 @@ def _render_deleted(answer: JSON) -> str:
     return f"deleted {answer.get('scheduled_session_id')} ({answer.get('name')})"
 
 
+HISTORY_COLUMNS: Final = ("AT", "BY", "ACTION", "CHANGES")
+
+
+def history_row(entry: dict[str, JSON]) -> list[str]:
+    """One line of `schedules history`: each change as `field: before -> after`."""
+    changes = entry.get("changes") or {}
+    described = "; ".join(
+        f"{name}: {_cell(pair[0])} -> {_cell(pair[1])}"
+        for name, pair in changes.items()
+        if isinstance(pair, list) and len(pair) == 2
+    )
+    return [
+        _instant(entry.get("at")),
+        _cell(entry.get("by")),
+        _cell(entry.get("action")),
+        _truncated(described or "-", 100),
+    ]
+
+
+def _render_history(answer: JSON) -> str:
+    return render_page(answer, HISTORY_COLUMNS, history_row)
+
+
 # --------------------------------------------------------------------------- request bodies
 
 # Flag dest -> body key, shared by create and patch (run-as differs, see `_body`).
@@ -313,7 +357,7 @@ def create_body(args: argparse.Namespace) -> dict[str, JSON]:
 
 # --------------------------------------------------------------------------- commands
 
-Request = Callable[[Client, argparse.Namespace], JSON]
+Request = Callable[[Client, argparse.Namespace], Reply]
 
 
 def _schedule_path(args: argparse.Namespace, suffix: str = "") -> str:
@@ -324,44 +368,58 @@ def _page_query(args: argparse.Namespace) -> dict[str, int | str]:
     return {"limit": args.limit, "offset": args.offset} | EVERY_AGENT
 
 
-def _list(client: Client, args: argparse.Namespace) -> JSON:
+def _if_match(args: argparse.Namespace) -> dict[str, str]:
+    """The `If-Match` header `--if-match VERSION` asks for (none without it)."""
+    version = args.if_match
+    if version is None:
+        return {}
+    return {"If-Match": version if version == "*" else f'"{version}"'}
+
+
+def _list(client: Client, args: argparse.Namespace) -> Reply:
     return client.call("GET", "/schedules", query=_page_query(args))
 
 
-def _get(client: Client, args: argparse.Namespace) -> JSON:
+def _get(client: Client, args: argparse.Namespace) -> Reply:
     return client.call("GET", _schedule_path(args), query=EVERY_AGENT)
 
 
-def _create(client: Client, args: argparse.Namespace) -> JSON:
+def _create(client: Client, args: argparse.Namespace) -> Reply:
     return client.call("POST", "/schedules", body=create_body(args))
 
 
-def _patch(client: Client, args: argparse.Namespace) -> JSON:
+def _patch(client: Client, args: argparse.Namespace) -> Reply:
     body = request_body(args, run_as_key="run_as_user_id")
-    return client.call("PATCH", _schedule_path(args), body=body, query=EVERY_AGENT)
+    return client.call(
+        "PATCH", _schedule_path(args), body=body, query=EVERY_AGENT, headers=_if_match(args)
+    )
 
 
-def _delete(client: Client, args: argparse.Namespace) -> JSON:
-    return client.call("DELETE", _schedule_path(args), query=EVERY_AGENT)
+def _delete(client: Client, args: argparse.Namespace) -> Reply:
+    return client.call("DELETE", _schedule_path(args), query=EVERY_AGENT, headers=_if_match(args))
 
 
-def _trigger(client: Client, args: argparse.Namespace) -> JSON:
+def _trigger(client: Client, args: argparse.Namespace) -> Reply:
     return client.call("POST", _schedule_path(args, "/trigger"), query=EVERY_AGENT)
 
 
-def _backfill(client: Client, args: argparse.Namespace) -> JSON:
+def _backfill(client: Client, args: argparse.Namespace) -> Reply:
     body: dict[str, JSON] = {"start": args.start, "end": args.end}
     if args.max_runs is not None:
         body["max_runs"] = args.max_runs
     return client.call("POST", _schedule_path(args, "/backfill"), body=body, query=EVERY_AGENT)
 
 
-def _preview(client: Client, args: argparse.Namespace) -> JSON:
+def _preview(client: Client, args: argparse.Namespace) -> Reply:
     return client.call("GET", _schedule_path(args, "/prompt-preview"), query=EVERY_AGENT)
 
 
-def _runs(client: Client, args: argparse.Namespace) -> JSON:
+def _runs(client: Client, args: argparse.Namespace) -> Reply:
     return client.call("GET", _schedule_path(args, "/runs"), query=_page_query(args))
+
+
+def _history(client: Client, args: argparse.Namespace) -> Reply:
+    return client.call("GET", _schedule_path(args, "/history"), query=_page_query(args))
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -376,11 +434,16 @@ def run_command(args: argparse.Namespace) -> int:
     request: Request = args.request
     render: Callable[[JSON], str] = args.render
     try:
-        answer = request(_client(args), args)
+        reply = request(_client(args), args)
     except CliError as error:
         print(f"agentcron: {error}", file=sys.stderr)
         return error.exit_code
-    print(json.dumps(answer, indent=2) if args.json else render(answer))
+    if args.json:
+        print(json.dumps(reply.body, indent=2))
+    elif args.shows_version and isinstance(reply.body, dict) and reply.version is not None:
+        print(render(reply.body | {"version": reply.version}))
+    else:
+        print(render(reply.body))
     return 0
 
 
@@ -426,6 +489,21 @@ def _add_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", metavar="ISO", required=True, help="end (excluded), not after now")
     parser.add_argument(
         "--max-runs", type=int, help="refuse a range of more instants (default 100, at most 1000)"
+    )
+
+
+def _version(text: str) -> str:
+    if text != "*" and not text.strip('"').isdigit():
+        raise argparse.ArgumentTypeError("must be a version number (as `get` shows it) or *")
+    return text.strip('"')
+
+
+def _add_if_match(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-match",
+        metavar="VERSION",
+        type=_version,
+        help="only if the schedule is still at VERSION (the `version:` line of get); * for any",
     )
 
 
@@ -498,14 +576,29 @@ class _Command:
     paged: bool = False
     fields: bool = False
     ranged: bool = False
+    conditional: bool = False
+    shows_version: bool = False
 
 
 _COMMANDS: Final = (
     _Command("list", "list the org's schedules", _list, _render_schedules, paged=True),
-    _Command("get", "show one schedule", _get, render_fields, takes_id=True),
-    _Command("create", "create a schedule", _create, render_fields, fields=True),
-    _Command("patch", "change a schedule", _patch, render_fields, takes_id=True, fields=True),
-    _Command("delete", "delete a schedule", _delete, _render_deleted, takes_id=True),
+    _Command("get", "show one schedule", _get, render_fields, takes_id=True, shows_version=True),
+    _Command(
+        "create", "create a schedule", _create, render_fields, fields=True, shows_version=True
+    ),
+    _Command(
+        "patch",
+        "change a schedule",
+        _patch,
+        render_fields,
+        takes_id=True,
+        fields=True,
+        conditional=True,
+        shows_version=True,
+    ),
+    _Command(
+        "delete", "delete a schedule", _delete, _render_deleted, takes_id=True, conditional=True
+    ),
     _Command("trigger", "fire a schedule now", _trigger, render_fields, takes_id=True),
     _Command(
         "backfill",
@@ -525,6 +618,14 @@ _COMMANDS: Final = (
     _Command(
         "runs", "a schedule's runs, newest first", _runs, _render_runs, takes_id=True, paged=True
     ),
+    _Command(
+        "history",
+        "a schedule's edit history, newest first",
+        _history,
+        _render_history,
+        takes_id=True,
+        paged=True,
+    ),
 )
 
 
@@ -540,7 +641,14 @@ def _add_command(commands: Subparsers, command: _Command, parent: argparse.Argum
         _add_field_flags(parser)
     else:
         _add_json_output(parser)
-    parser.set_defaults(func=run_command, request=command.request, render=command.render)
+    if command.conditional:
+        _add_if_match(parser)
+    parser.set_defaults(
+        func=run_command,
+        request=command.request,
+        render=command.render,
+        shows_version=command.shows_version,
+    )
 
 
 def add_commands(subparsers: Subparsers) -> None:

@@ -4,6 +4,9 @@ A launcher type that can follow its sessions plugs in with one `SessionPoller`: 
 answers the session's `SessionState` now, or raises `PollFailed`. `daemon.following` does
 the rest (pacing, timeout, the run's outcome).
 
+AgentScope 2.x (GET `/sessions/{id}/status?agent_id=…`, as the run's user) answers
+`running`, `idle`, `awaiting_permission` or `awaiting_external_result`: `agentscope_state`.
+
 Devin v3 (GET `/v3/organizations/{org}/sessions/{devin_id}`) answers `status` (`new`,
 `creating`, `claimed`, `running`, `exit`, `error`, `suspended`, `resuming`) and, for
 `running` and `suspended`, a `status_detail`. `devin_state` maps them; the README shows the
@@ -14,14 +17,16 @@ its run as a failure: a scheduled session has nobody to unblock it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 
 from daemon.config import LauncherConfig
 from daemon.secrets import read_secret
-from storage.domain import Run
+from storage.domain import Run, Schedule
 
 BODY_SNIPPET = 200
 """Characters of an unexpected answer quoted in an error."""
@@ -48,8 +53,8 @@ class PollFailed(Exception):
 
 
 class SessionPoller(Protocol):
-    async def poll(self, run: Run, session_id: str, *, org_id: str) -> SessionState:
-        """The state of `run`'s session `session_id` (of org `org_id`) now.
+    async def poll(self, run: Run, session_id: str, *, schedule: Schedule) -> SessionState:
+        """The state of `run`'s session `session_id` (of `schedule`) now.
 
         Raises PollFailed when the service could not tell; never anything else for an
         answer it did not like."""
@@ -101,7 +106,58 @@ def devin_state(body: Any) -> SessionState:
     return SessionState(said, terminal=False)
 
 
-# --- Devin-shaped status endpoints ----------------------------------------------------------
+# --- reading a status endpoint -------------------------------------------------------------
+
+
+class _StatusReader:
+    """One GET of a session's status, its failures as `PollFailed`, its JSON body mapped by
+    the service's own rules (`state_of`)."""
+
+    def __init__(
+        self,
+        *,
+        token_env: str | None,
+        http: aiohttp.ClientSession,
+        timeout: float,
+        state_of: Callable[[Any], SessionState],
+    ) -> None:
+        self.token_env = token_env
+        self.http = http
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.state_of = state_of
+
+    def _bearer(self) -> dict[str, str]:
+        try:
+            token = read_secret(self.token_env) if self.token_env else None
+        except (OSError, ValueError) as exc:
+            error = f"cannot read the token {self.token_env}: {exc}"
+            raise PollFailed(error, transient=True) from exc
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def read(
+        self, url: str, *, headers: Mapping[str, str] = {}, params: Mapping[str, str] = {}
+    ) -> SessionState:
+        sent = {**headers, **self._bearer()}
+        try:
+            async with self.http.get(
+                url, headers=sent, params=params, timeout=self.timeout
+            ) as response:
+                text = await response.text(errors="replace")
+                return self.state_of(_body(response.status, text))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise PollFailed(f"session status unreachable: {exc!r}", transient=True) from exc
+
+
+def _body(status: int, text: str) -> Any:
+    snippet = " ".join(text.split())[:BODY_SNIPPET]
+    if status == 429 or status >= 500:
+        raise PollFailed(f"session status answered HTTP {status}: {snippet}", transient=True)
+    if not 200 <= status < 300:
+        raise PollFailed(f"session status answered HTTP {status}: {snippet}", transient=False)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise PollFailed(f"session status is not JSON: {snippet}", transient=False) from None
 
 
 class DevinSessionPoller:
@@ -112,47 +168,71 @@ class DevinSessionPoller:
         self, url_template: str, *, token_env: str, http: aiohttp.ClientSession, timeout: float
     ) -> None:
         self.url_template = url_template
-        self.token_env = token_env
-        self.http = http
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._reader = _StatusReader(
+            token_env=token_env, http=http, timeout=timeout, state_of=devin_state
+        )
 
     def url(self, session_id: str, org_id: str) -> str:
         return self.url_template.replace("{org_id}", org_id).replace("{session_id}", session_id)
 
-    async def poll(self, run: Run, session_id: str, *, org_id: str) -> SessionState:
-        headers = {}
-        try:
-            token = read_secret(self.token_env)
-        except (OSError, ValueError) as exc:
-            error = f"cannot read the token {self.token_env}: {exc}"
-            raise PollFailed(error, transient=True) from exc
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        url = self.url(session_id, org_id)
-        try:
-            async with self.http.get(url, headers=headers, timeout=self.timeout) as response:
-                text = await response.text(errors="replace")
-                return _answer(response.status, text)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise PollFailed(f"session status unreachable: {exc!r}", transient=True) from exc
+    async def poll(self, run: Run, session_id: str, *, schedule: Schedule) -> SessionState:
+        return await self._reader.read(self.url(session_id, schedule.org_id))
 
 
-def _answer(status: int, text: str) -> SessionState:
-    snippet = " ".join(text.split())[:BODY_SNIPPET]
-    if status == 429 or status >= 500:
-        raise PollFailed(f"session status answered HTTP {status}: {snippet}", transient=True)
-    if not 200 <= status < 300:
-        raise PollFailed(f"session status answered HTTP {status}: {snippet}", transient=False)
-    try:
-        body = json.loads(text)
-    except ValueError:
-        raise PollFailed(f"session status is not JSON: {snippet}", transient=False) from None
-    return devin_state(body)
+# --- AgentScope's statuses ------------------------------------------------------------------
+
+_AGENTSCOPE_PARKED = {
+    "awaiting_permission": "blocked, waiting for a tool call to be permitted",
+    "awaiting_external_result": "blocked, waiting for an external tool's result",
+}
+
+
+def agentscope_state(body: Any) -> SessionState:
+    """An AgentScope 2.x session status (`GET /sessions/{id}/status`) as a `SessionState`:
+    `running` while a worker holds the session's run; `idle` once the chat run is over (a
+    success: AgentScope's status does not tell a failed run from a finished one); parked on
+    a permission or an external result is blocked, a failure."""
+    status = body.get("status") if isinstance(body, dict) else None
+    if not isinstance(status, str) or not status:
+        raise PollFailed("AgentScope answered without a status", transient=False)
+    if status == "idle":
+        return SessionState(status, terminal=True, succeeded=True, message="the chat run ended")
+    if status in _AGENTSCOPE_PARKED:
+        return SessionState(status, terminal=True, message=_AGENTSCOPE_PARKED[status])
+    return SessionState(status, terminal=False)
+
+
+class AgentScopeSessionPoller:
+    """GETs `{base_url}/sessions/{session_id}/status?agent_id=…` as the run's user
+    (`X-User-ID`), with the launcher's bearer token when it sends one."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token_env: str | None,
+        http: aiohttp.ClientSession,
+        timeout: float,
+    ) -> None:
+        self.base_url = base_url
+        self._reader = _StatusReader(
+            token_env=token_env, http=http, timeout=timeout, state_of=agentscope_state
+        )
+
+    async def poll(self, run: Run, session_id: str, *, schedule: Schedule) -> SessionState:
+        url = f"{self.base_url}/sessions/{quote(session_id, safe='')}/status"
+        user = run.identity or schedule.run_as_user_id or ""
+        params = {"agent_id": schedule.agent}
+        return await self._reader.read(url, headers={"X-User-ID": user}, params=params)
 
 
 def build_poller(config: LauncherConfig, *, http: aiohttp.ClientSession) -> SessionPoller | None:
     """The poller of `config`'s sessions, or None for a launcher type that has none (a
     command follows its process itself)."""
+    if config.type == "agentscope":
+        return AgentScopeSessionPoller(
+            config.service_url, token_env=config.token_secret, http=http, timeout=config.timeout
+        )
     if config.type not in ("http", "devin"):
         return None
     return DevinSessionPoller(

@@ -43,7 +43,7 @@ from storage.errors import StoreError as StoreError  # re-exported: its earlier 
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n, run
 by the Alembic revision of version n + 1 (`storage/migrations/versions/`; see
 `storage.schema_versions` and ARCHITECTURE.md)."""
@@ -70,11 +70,32 @@ def _add_run_session_status(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN session_status VARCHAR")
 
 
+def _add_schedule_history(conn: Connection) -> None:
+    # The same table `storage.tables.ScheduleHistoryRow` creates in a new database: ids
+    # numbered by the database (SQLite's INTEGER PRIMARY KEY is its rowid; PostgreSQL's, a
+    # sequence).
+    serial = "SERIAL" if conn.dialect.name == "postgresql" else "INTEGER"
+    conn.exec_driver_sql(
+        "CREATE TABLE schedule_history ("
+        f" id {serial} NOT NULL PRIMARY KEY,"
+        " schedule_id VARCHAR NOT NULL,"
+        " org_id VARCHAR NOT NULL,"
+        " at VARCHAR(26) NOT NULL,"
+        ' "by" VARCHAR,'
+        " action VARCHAR NOT NULL,"
+        " changes JSON NOT NULL)"
+    )
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_schedule_history_schedule ON schedule_history (schedule_id, id)"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_dispatched_at,
     2: _add_schedule_launcher,
     3: _add_schedule_prompt_format,
     4: _add_run_session_status,
+    5: _add_schedule_history,
 }
 
 MAX_BATCH = 256

@@ -10,11 +10,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from storage.catalogue import JSONObject as JSONObject
 from storage.catalogue import Schedule as Schedule
 from storage.catalogue import new_schedule_id as new_schedule_id
-from storage.enums import RunStatus, RunTrigger
+from storage.enums import HistoryAction, RunStatus, RunTrigger
 
 
 def new_run_id() -> str:
@@ -90,3 +91,21 @@ class FinishedRun:
     run: Run
     schedule: Schedule
     auto_paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change of a schedule, recorded in the transaction that made it.
+
+    `by` is who made it (a user or service user id, `config`, `engine`; None when the writer
+    named nobody); `changes` maps each changed field's wire name to `[before, after]` as
+    JSON values (see `storage.history`). `id` orders entries: a later change has a larger id.
+    """
+
+    schedule_id: str
+    org_id: str
+    at: datetime
+    by: str | None
+    action: HistoryAction
+    changes: dict[str, list[Any]]
+    id: int | None = None

@@ -89,3 +89,14 @@ class ScheduleState(StrEnum):
     ENABLED = "enabled"
     PAUSED = "paused"  # disabled: by hand, by an auto-pause, or a one_time schedule that fired
     FAILING = "failing"  # its latest runs failed: consecutive_failures > 0
+
+
+class HistoryAction(StrEnum):
+    """What an entry of a schedule's edit history did (see `storage.history.action_of`)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    PAUSED = "paused"
+    DELETED = "deleted"

@@ -39,6 +39,8 @@ BOOKKEEPING = (
     "next_run_at",
     "paused_reason",
     "stateful_session_id",
+    "updated_at",
+    "version",
 )
 """Every schedule field `schedule_after_run` may change."""
 
@@ -67,6 +69,19 @@ def edited_schedule(current: Schedule, changes: Mapping[str, Any], now: datetime
 def deletion(now: datetime, by: str | None) -> dict[str, Any]:
     """The edit that soft-deletes a schedule: hidden from reads, never fires again."""
     return {"deleted_at": now, "next_run_at": None, "last_edited_by": by}
+
+
+def disabled_when_missed(schedule: Schedule, now: datetime) -> Schedule:
+    """A one_time schedule whose instant was missed beyond its catch-up window: done."""
+    return _disabled(dataclasses.replace(schedule, next_run_at=None), now)
+
+
+def _disabled(schedule: Schedule, now: datetime) -> Schedule:
+    """`schedule` disabled by the engine at `now`: a change a client sees, so `version` and
+    `updated_at` move, as an edit moves them (bookkeeping alone moves neither)."""
+    return dataclasses.replace(
+        schedule, enabled=False, updated_at=now, version=schedule.version + 1
+    )
 
 
 def finished_run(run: Run, outcome: RunOutcome) -> Run:
@@ -114,7 +129,10 @@ def schedule_after_run(
         changes["consecutive_failures"] = 0
     elif run.status.is_failure:
         changes |= _failure(schedule, run, max_failures)
-    return dataclasses.replace(schedule, **changes)
+    after = dataclasses.replace(schedule, **changes)
+    if schedule.enabled and not after.enabled:
+        return _disabled(after, run.finished_at or run.started_at)
+    return after
 
 
 def _launch_changes(schedule: Schedule, run: Run) -> dict[str, Any]:

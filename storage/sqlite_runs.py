@@ -6,16 +6,17 @@ are `storage.store.Store`'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from storage import dialects, rules
-from storage.domain import FinishedRun, Run, RunOutcome
+from storage import dialects, rules, sqlite_history
+from storage.domain import FinishedRun, HistoryEntry, Run, RunOutcome, Schedule
 from storage.enums import RunStatus
 from storage.errors import NotFound
+from storage.history import ENGINE, entry_of
 from storage.sqlite_rows import bound, page, rows_by_id, run, schedule, values_of
 from storage.store import OrgLaunch, Page
 from storage.tables import RUNS, SCHEDULES
@@ -62,7 +63,19 @@ def finish(
     changed = [value for sid, value in after.items() if value != before[sid]]
     if changed:
         conn.execute(_KEEP_BOOKS, [bound(value, ("id", *rules.BOOKKEEPING)) for value in changed])
+        sqlite_history.record(conn, _engine_edits(before, changed))
     return finished
+
+
+def _engine_edits(
+    before: Mapping[str, Schedule], changed: Iterable[Schedule]
+) -> Iterator[HistoryEntry | None]:
+    """History entries of the schedules a batch of outcomes paused or disabled (the rest
+    changed only bookkeeping, which is not history)."""
+    for after in changed:
+        previous = before[after.id]
+        if previous.version != after.version:
+            yield entry_of(previous, after, by=ENGINE, at=after.updated_at)
 
 
 def launching(conn: Connection) -> list[Run]:

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 
-from storage import dialects, prepared, rules
+from storage import dialects, prepared, rules, sqlite_history
 from storage.domain import Schedule
-from storage.errors import NotFound
+from storage.errors import NotFound, VersionMismatch
+from storage.history import ENGINE
 from storage.sqlite_rows import chunks, page, rows_by_id, schedule, schedule_of, values_of
 from storage.store import FireState, Move, Page
 from storage.tables import SCHEDULES
@@ -44,6 +45,7 @@ explicit `rowid` column from a sequence (`storage.postgres_db`)."""
 
 def insert(conn: Connection, stored: Schedule) -> Schedule:
     prepared.INSERT_SCHEDULE.run(conn, **values_of(stored))
+    sqlite_history.record_change(conn, None, stored, stored.created_by)
     dialects.announce(conn, stored.id)
     return stored
 
@@ -81,9 +83,13 @@ def edit(
     org_id: str | None,
     agents: Collection[str] | None,
     check: Callable[[Schedule, Schedule], None] | None,
+    if_version: Collection[int] | None = None,
 ) -> Schedule:
-    """Read, edit (`rules.edited_schedule`), check and write the columns the edit may touch."""
+    """Read, compare the version, edit (`rules.edited_schedule`), check and write the
+    columns the edit may touch, and record the change in the schedule's history."""
     before = live(conn, schedule_id, org_id, agents, lock=True)
+    if if_version is not None and before.version not in if_version:
+        raise VersionMismatch(schedule_id, if_version, before.version)
     unknown = set(changes) - COLUMNS
     if unknown:
         raise ValueError(f"not schedule columns: {sorted(unknown)}")
@@ -91,6 +97,7 @@ def edit(
     if check is not None:
         check(before, after)
     _write(conn, before, after, {*changes, *rules.EDIT_ALSO_CHANGES})
+    sqlite_history.record_change(conn, before, after, changes.get("last_edited_by"))
     dialects.announce(conn, schedule_id)
     return after
 
@@ -184,12 +191,13 @@ def count_active(conn: Connection) -> int:
 
 
 def disable_if_due(conn: Connection, schedule_id: str, expected: datetime, now: datetime) -> bool:
-    result = conn.execute(
-        update(SCHEDULES)
-        .where(SCHEDULES.c.id == schedule_id, SCHEDULES.c.next_run_at == expected)
-        .values(enabled=False, next_run_at=None, updated_at=now, version=SCHEDULES.c.version + 1)
-    )
-    return bool(result.rowcount)
+    before = live_by_id(conn, [schedule_id]).get(schedule_id)
+    if before is None or before.next_run_at != expected:
+        return False
+    after = rules.disabled_when_missed(before, now)
+    _write(conn, before, after, ("enabled", "next_run_at", "updated_at", "version"))
+    sqlite_history.record_change(conn, before, after, ENGINE)
+    return True
 
 
 def advance(conn: Connection, moves: Sequence[Move]) -> list[str]:

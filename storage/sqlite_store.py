@@ -3,7 +3,8 @@
 Every write runs as one operation of the writer's group commit (atomic, durable once it
 returns; see `storage.db`); reads run on a reader thread, and the keyed schedule read on the
 loop thread (`Database.lookup`). The operations themselves are the functions of
-`storage.sqlite_schedules`, `sqlite_runs`, `sqlite_playbooks` and `sqlite_identities`; the
+`storage.sqlite_schedules`, `sqlite_history`, `sqlite_runs`, `sqlite_playbooks` and
+`sqlite_identities`; the
 contracts are those of `storage.store.Store`.
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from storage import (
     rules,
+    sqlite_history,
     sqlite_identities,
     sqlite_playbooks,
     sqlite_runs,
@@ -25,7 +27,7 @@ from storage import (
     sqlite_views,
 )
 from storage.db import Database
-from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
+from storage.domain import FinishedRun, HistoryEntry, Playbook, Run, RunOutcome, Schedule
 from storage.enums import ScheduleState
 from storage.identities import Directory
 from storage.store import FireState, Move, NamedRun, OrgLaunch, Page
@@ -97,9 +99,12 @@ class SqliteStore:
         org_id: str | None = None,
         agents: Collection[str] | None = None,
         check: Callable[[Schedule, Schedule], None] | None = None,
+        if_version: Collection[int] | None = None,
     ) -> Schedule:
         def op(conn: Connection) -> Schedule:
-            return sqlite_schedules.edit(conn, schedule_id, changes, now, org_id, agents, check)
+            return sqlite_schedules.edit(
+                conn, schedule_id, changes, now, org_id, agents, check, if_version
+            )
 
         return await self.db.write(op)
 
@@ -111,11 +116,26 @@ class SqliteStore:
         org_id: str | None = None,
         agents: Collection[str] | None = None,
         by: str | None = None,
+        if_version: Collection[int] | None = None,
     ) -> Schedule:
         changes = rules.deletion(now, by)
         return await self.update_schedule(
-            schedule_id, changes, now=now, org_id=org_id, agents=agents
+            schedule_id, changes, now=now, org_id=org_id, agents=agents, if_version=if_version
         )
+
+    async def schedule_history(
+        self,
+        schedule_id: str,
+        *,
+        limit: int,
+        offset: int,
+        org_id: str | None = None,
+        agents: Collection[str] | None = None,
+    ) -> Page[HistoryEntry]:
+        def op(conn: Connection) -> Page[HistoryEntry]:
+            return sqlite_history.page_of(conn, schedule_id, org_id, agents, limit, offset)
+
+        return await self.db.read(op)
 
     async def due_schedules(
         self, until: datetime, *, limit: int, after: tuple[datetime, str] | None = None

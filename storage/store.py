@@ -20,6 +20,7 @@ What every implementation guarantees, and each method's contract relies on:
   agents (`agents`, a collection of agent ids; None means any): a schedule of another org or
   agent is then as absent as a missing one.
 - Errors. `NotFound` for a missing (or soft-deleted, or other org's or agent's) object;
+  `VersionMismatch` for a conditional edit (`if_version`) of a schedule changed meanwhile;
   `StoreUnavailable` when the database cannot be read or written right now (full, read-only,
   damaged meanwhile), after which the store keeps serving once the cause is gone; an
   exception raised by a caller's `check` passes through unchanged. In each case nothing was
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from storage.domain import FinishedRun, Playbook, Run, RunOutcome, Schedule
+from storage.domain import FinishedRun, HistoryEntry, Playbook, Run, RunOutcome, Schedule
 from storage.enums import ScheduleState
 from storage.errors import NotFound as NotFound  # re-exported: its earlier home
 from storage.identities import Directory
@@ -76,10 +77,11 @@ class NamedRun:
 class FireState:
     """The parts of a stored schedule that change without its `version` moving.
 
-    Every edit of a schedule's definition bumps `version`; the engine's own writes (the
-    advance of `next_run_at`, a run's bookkeeping, which may disable the schedule or remember
-    its stateful session) do not. A schedule read earlier with the same `version`, with
-    these fields applied, is the stored schedule as far as firing it is concerned.
+    Every edit of a schedule's definition bumps `version`, and so does the engine disabling
+    it (a change a client sees and the history records); the engine's own bookkeeping (the
+    advance of `next_run_at`, a run's outcome, the stateful session) does not. A schedule
+    read earlier with the same `version`, with these fields applied, is the stored schedule
+    as far as firing it is concerned.
     """
 
     version: int
@@ -116,7 +118,8 @@ class Store(Protocol):
         """Insert `schedule` with its `next_run_at` computed from `now`; return what was
         stored (`storage.rules.created_schedule`).
 
-        One atomic write, durable on return. The id must be new (ids are random).
+        One atomic write, durable on return, with a `created` history entry by the
+        schedule's `created_by`. The id must be new (ids are random).
         Raises StoreUnavailable.
         """
         ...
@@ -184,19 +187,24 @@ class Store(Protocol):
         org_id: str | None = None,
         agents: Collection[str] | None = None,
         check: Callable[[Schedule, Schedule], None] | None = None,
+        if_version: Collection[int] | None = None,
     ) -> Schedule:
         """Apply `changes` (field name -> value) to the live schedule; return it after them.
 
-        Read, check and write are one atomic write, durable on return: no other write comes
-        between them. The edit follows `storage.rules.edited_schedule`: `updated_at` and
-        `version` move (even for empty changes: the caller asked for a write), re-enabling
-        ends a pause, a timing change recomputes `next_run_at` from `now`. Only the fields
-        that edit may change are written. `check(before, after)` runs inside the
-        transaction, perhaps on a database thread (so it may only compute from its
-        arguments and immutable values), and may raise to refuse the change; its exception
-        passes through.
-        Raises NotFound, ValueError (a name that is not a schedule field), StoreUnavailable;
-        nothing is written then.
+        Read, compare, check, write and history are one atomic write, durable on return: no
+        other write comes between them. With `if_version`, the stored `version` must be one
+        of those (a compare-and-set: of two edits expecting the same version, one wins and
+        the other raises VersionMismatch). The edit follows `storage.rules.edited_schedule`:
+        `updated_at` and `version` move (even for empty changes: the caller asked for a
+        write), re-enabling ends a pause, a timing change recomputes `next_run_at` from
+        `now`. Only the fields that edit may change are written. `check(before, after)` runs
+        inside the transaction, perhaps on a database thread (so it may only compute from
+        its arguments and immutable values), and may raise to refuse the change; its
+        exception passes through. A history entry (`storage.history.entry_of`) by
+        `changes["last_edited_by"]` is recorded in the same transaction when a recorded field
+        changed.
+        Raises NotFound, VersionMismatch, ValueError (a name that is not a schedule field),
+        StoreUnavailable; nothing is written then.
         """
         ...
 
@@ -208,11 +216,32 @@ class Store(Protocol):
         org_id: str | None = None,
         agents: Collection[str] | None = None,
         by: str | None = None,
+        if_version: Collection[int] | None = None,
     ) -> Schedule:
         """Soft-delete (`storage.rules.deletion`) as one `update_schedule`; return it.
 
-        The schedule disappears from every read but `fire_states`, and never fires again.
-        Raises NotFound, StoreUnavailable.
+        The schedule disappears from every read but `fire_states` and `schedule_history`,
+        and never fires again; a `deleted` history entry by `by` lists what it was.
+        Raises NotFound, VersionMismatch (see `if_version` there), StoreUnavailable.
+        """
+        ...
+
+    async def schedule_history(
+        self,
+        schedule_id: str,
+        *,
+        limit: int,
+        offset: int,
+        org_id: str | None = None,
+        agents: Collection[str] | None = None,
+    ) -> Page[HistoryEntry]:
+        """The edit history of a schedule, newest first, `limit` entries from `offset`.
+
+        Every write that changed a recorded field (`storage.history`) left one entry, in
+        its own transaction: creations, edits, deletions, and the engine's pauses and
+        disables (by `engine`). A deleted schedule's history stays readable; NotFound only
+        for an id that never was a schedule (of `org_id`, of one of `agents`, when given).
+        `total` and the items are two reads. Raises NotFound, StoreUnavailable.
         """
         ...
 
@@ -248,7 +277,8 @@ class Store(Protocol):
 
     async def disable_if_due(self, schedule_id: str, expected: datetime, *, now: datetime) -> bool:
         """Disable the schedule (`next_run_at` cleared, `version` bumped, `updated_at = now`)
-        if its `next_run_at` still equals `expected`; return whether it was disabled.
+        if its `next_run_at` still equals `expected`; return whether it was disabled. A
+        `disabled` history entry by `engine` is recorded with it.
 
         For a one_time schedule whose instant was missed beyond its catch-up window. An
         atomic compare-and-set, durable on return: a schedule edited meanwhile is left alone.
@@ -317,8 +347,9 @@ class Store(Protocol):
         one_time schedule is disabled after its fire, reaching `max_consecutive_failures`
         (when > 0) auto-pauses, a stateful schedule remembers its first session. A `running`
         outcome records a followed session and counts nothing; the run's later outcome ends
-        it and does the counting. Runs unknown or already final (also earlier in
-        `outcomes`) are ignored.
+        it and does the counting. A pause or disable moves the schedule's `version` and is
+        recorded in its history (`paused` or `disabled`, by `engine`); the bookkeeping alone
+        is not. Runs unknown or already final (also earlier in `outcomes`) are ignored.
         Raises StoreUnavailable.
         """
         ...

@@ -142,6 +142,22 @@ class RunRow(SQLModel, table=True):
     session_status: str | None = None
 
 
+class ScheduleHistoryRow(SQLModel, table=True):
+    """One entry of a schedule's edit history (`storage.domain.HistoryEntry`). Kept after
+    the schedule is deleted; `id` grows with every entry, so it orders them."""
+
+    __tablename__ = "schedule_history"
+    __table_args__ = (Index("ix_schedule_history_schedule", "schedule_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: str
+    org_id: str
+    at: datetime = _when(nullable=False)
+    by: str | None = None
+    action: str
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 class PlaybookRow(SQLModel, table=True):
     __tablename__ = "playbooks"
 
@@ -189,6 +205,7 @@ def table_of(model: type[SQLModel]) -> Table:
 
 RUNS = table_of(RunRow)
 PLAYBOOKS = table_of(PlaybookRow)
+SCHEDULE_HISTORY = table_of(ScheduleHistoryRow)
 ORGS = table_of(OrgRow)
 USERS = table_of(UserRow)
 SERVICE_USERS = table_of(ServiceUserRow)

@@ -4,7 +4,9 @@ It speaks AgentScope's wire format as its FastAPI app does (`agentscope.app`, 2.
 caller is the `X-User-ID` header (missing or empty → 401 `X-User-ID header is required.`),
 POST `{route}` `{agent_id, name, chat_model_config}` answers 201 `{"session_id"}`, POST
 `/chat/` `{agent_id, session_id, input}` answers 200 `{"status": "started", "session_id"}`,
-and a path it does not serve answers FastAPI's 404 `{"detail": "Not Found"}`. AgentScope 2.0
+GET `/sessions/{id}/status?agent_id=…` answers `{"session_id", "status"}` (the next of
+`lifecycle`'s statuses at each read, the last one kept), and a path it does not serve answers
+FastAPI's 404 `{"detail": "Not Found"}`. AgentScope 2.0
 serves sessions at `/sessions/`; `route` may name the documented `/session/` instead.
 Every request is recorded; queue `Reply`s with `answer(...)` to make the next ones fail.
 """
@@ -38,6 +40,9 @@ class AgentScopeService:
         self.calls: list[Call] = []
         self.replies: deque[Reply] = deque()
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.lifecycle: list[str] = ["running", "idle"]
+        """The statuses a new session's reads answer, in turn (the last one is kept)."""
+        self._statuses: dict[str, deque[str]] = {}
         self._ids = itertools.count(1)
         self._arrived = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -50,6 +55,7 @@ class AgentScopeService:
         app = web.Application()
         app.router.add_post(self.route, self._session)
         app.router.add_post("/chat/", self._chat)
+        app.router.add_get("/sessions/{session_id}/status", self._status)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
@@ -92,6 +98,7 @@ class AgentScopeService:
             return queued
         session_id = f"session-{next(self._ids)}"
         self.sessions[session_id] = {"user": request.headers["X-User-ID"], **body}
+        self._statuses[session_id] = deque(self.lifecycle)
         return web.json_response({"session_id": session_id}, status=201)
 
     async def _chat(self, request: web.Request) -> web.Response:
@@ -104,3 +111,15 @@ class AgentScopeService:
         if session_id not in self.sessions:
             return web.json_response({"detail": f"Session '{session_id}' not found"}, status=404)
         return web.json_response({"status": "started", "session_id": session_id})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        session_id = request.match_info["session_id"]
+        session = self.sessions.get(session_id)
+        owner = request.headers.get("X-User-ID")
+        agent = request.query.get("agent_id")
+        if session is None or session["user"] != owner or session["agent_id"] != agent:
+            return web.json_response({"detail": f"Session '{session_id}' not found."}, status=404)
+        statuses = self._statuses[session_id]
+        status = statuses.popleft() if len(statuses) > 1 else statuses[0]
+        return web.json_response({"session_id": session_id, "status": status})

@@ -183,6 +183,14 @@ async def service() -> AsyncIterator[SessionService]:
 
 
 @pytest.fixture
+async def second_service() -> AsyncIterator[SessionService]:
+    """Another one, for a second launcher."""
+    started = await SessionService().start()
+    yield started
+    await started.close()
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """One client session, as the daemon keeps one for its life."""
     async with aiohttp.ClientSession() as session:

@@ -10,11 +10,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from api.errors import ApiError, Unprocessable, validation_items
+from api.errors import ApiError, Unprocessable, precondition_failed, validation_items
 from api.ui.guard import SignInNeeded
 from api.ui.render import HEADERS, page
 from api.ui.signin import sign_in_page
-from storage.errors import StoreUnavailable
+from storage.errors import StoreUnavailable, VersionMismatch
 from storage.store import NotFound
 
 log = structlog.get_logger("agentcron.ui")
@@ -24,6 +24,7 @@ _TITLES = {
     403: "Not allowed",
     404: "Not found",
     405: "Method not allowed",
+    412: "Changed meanwhile",
     413: "Too large",
     422: "Not valid",
     503: "Unavailable",
@@ -53,6 +54,8 @@ def _failure_page(request: web.Request, exc: Exception) -> web.Response:
             return error_page(request, status, detail)
         case NotFound():
             return error_page(request, 404, str(exc))
+        case VersionMismatch():
+            return error_page(request, 412, precondition_failed(exc))
         case Unprocessable(items=items):
             return error_page(request, 422, _problems(items))
         case ValidationError():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,7 +38,13 @@ def setup_templates(app: web.Application) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(utc=utc_text, iso=iso_utc, duration=duration_text, words=cron_in_words)
+    env.filters.update(
+        utc=utc_text,
+        iso=iso_utc,
+        duration=duration_text,
+        words=cron_in_words,
+        change_value=change_value_text,
+    )
     env.globals["timezones"] = timezone_names
 
 
@@ -73,6 +80,13 @@ def utc_text(moment: datetime) -> str:
 def iso_utc(moment: datetime) -> str:
     """The `datetime` attribute of a `<time>` element, which the page's script localises."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def change_value_text(value: Any) -> str:
+    """A value of an edit history entry: `—` for null, text as it is, anything else as JSON."""
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def duration_text(seconds: float) -> str:

@@ -27,7 +27,11 @@ async def create(request: web.Request, body: ScheduleCreate) -> Schedule:
     return stored
 
 
-async def update(request: web.Request, schedule_id: str, body: ScheduleUpdate) -> Schedule:
+async def update(
+    request: web.Request, schedule_id: str, body: ScheduleUpdate, *, version: int | None = None
+) -> Schedule:
+    """Edit as a PATCH does; with `version` (the one the form showed), as a PATCH with
+    `If-Match` does: VersionMismatch, nothing changed, if the schedule moved on since."""
     board, caller = dashboard(request), request[CALLER]
     changes = patch_changes(body)
     now = board.clock.now()
@@ -37,6 +41,7 @@ async def update(request: web.Request, schedule_id: str, body: ScheduleUpdate) -
         now=now,
         org_id=caller.org_id,
         check=patch_check(changes.keys(), now=now),
+        if_version=None if version is None else [version],
     )
     await board.events.changed(updated)
     return updated

@@ -167,3 +167,28 @@ def test_pages_read_without_javascript_at_phone_width(browser: Any, daemon: Daem
         assert width <= 390, f"the schedules page is {width} px wide on a 390 px screen"
     finally:
         context.close()
+
+
+def test_a_stale_edit_form_keeps_the_input_and_says_why(page: Any, daemon: DaemonProcess) -> None:
+    from playwright.sync_api import expect
+
+    body = {"name": "stale form", "prompt": "p", "frequency": "0 9 * * *"}
+    status, created = daemon.call("POST", daemon.devin("/schedules"), body=body)
+    assert status == 200
+    schedule_id = created["scheduled_session_id"]
+    sign_in(page, daemon)
+    page.goto(daemon.url(f"/ui/orgs/org-local/schedules/{schedule_id}"))
+    page.get_by_label("Prompt").fill("typed in the form")
+    # Someone else saves first.
+    edit = {"prompt": "api"}
+    status, _ = daemon.call("PATCH", daemon.devin(f"/schedules/{schedule_id}"), body=edit)
+    assert status == 200
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("alert")).to_contain_text("changed since you opened the form")
+    expect(page.get_by_label("Prompt")).to_have_value("typed in the form")
+    expect(page.locator("table.edits tbody tr")).to_have_count(2)
+    # Saving again applies the kept input over the newer version.
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_have_text("Changes saved.")
+    status, stored = daemon.call("GET", daemon.devin(f"/schedules/{schedule_id}"))
+    assert (status, stored["prompt"]) == (200, "typed in the form")

@@ -87,13 +87,6 @@ async def test_a_configuration_change_is_seen_by_the_next_request(named_api: Api
 
 
 @pytest.fixture
-async def second_service() -> AsyncIterator[SessionService]:
-    started = await SessionService().start()
-    yield started
-    await started.close()
-
-
-@pytest.fixture
 async def agentscope() -> AsyncIterator[AgentScopeService]:
     started = await AgentScopeService(route="/session/").start()
     yield started

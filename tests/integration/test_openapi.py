@@ -337,6 +337,7 @@ async def test_the_agents_parameter_is_documented_on_every_schedule_route(
         (f"{item}/runs", "get"),
         (f"{item}/backfill", "post"),
         (f"{item}/prompt-preview", "get"),
+        (f"{item}/history", "get"),
     ]
     for path, method in routes:
         parameters = doc["paths"][path][method]["parameters"]
@@ -383,3 +384,30 @@ def test_backfill_templates_and_prompt_format_are_documented(doc: dict[str, Any]
     for model in ("DevinSchedule", "ScheduleCreate", "ScheduleUpdate"):
         assert "prompt_format" in schemas[model]["properties"], model
     assert "backfill" in schemas["RunTrigger"]["enum"]
+
+
+def test_schedule_answers_document_the_etag_and_edits_the_if_match(doc: dict[str, Any]) -> None:
+    item = "/v3/organizations/{org_id}/schedules/{schedule_id}"
+    answers = [
+        ("/v3/organizations/{org_id}/schedules", "post", "200"),
+        (item, "get", "200"),
+        (item, "patch", "200"),
+        ("/schedule/{schedule_id}", "get", "200"),
+        ("/schedule/{schedule_id}", "patch", "200"),
+    ]
+    for path, method, status in answers:
+        headers = doc["paths"][path][method]["responses"][status]["headers"]
+        assert "If-Match" in headers["ETag"]["description"], (path, method)
+    for path, method in [(item, "patch"), (item, "delete"), ("/schedule/{schedule_id}", "delete")]:
+        operation = doc["paths"][path][method]
+        (header,) = [p for p in operation["parameters"] if p["name"] == "If-Match"]
+        assert (header["in"], header["required"]) == ("header", False), (path, method)
+        assert "412" in operation["responses"], (path, method)
+
+
+def test_the_history_is_documented(doc: dict[str, Any]) -> None:
+    operation = doc["paths"]["/v3/organizations/{org_id}/schedules/{schedule_id}/history"]["get"]
+    assert {"200", "401", "403", "404", "422"} <= set(operation["responses"])
+    schema = doc["components"]["schemas"]["HistoryEntryJson"]
+    assert set(schema["required"]) == {"at", "by", "action", "changes"}
+    assert schema["properties"]["action"]["$ref"].endswith("/HistoryAction")

@@ -19,6 +19,7 @@ from storage.db import MIGRATIONS, SCHEMA_VERSION
 from storage.postgres_store import PostgresStore
 from storage.schema_versions import head_version, revision_of
 from storage.sqlite_store import SqliteStore
+from tests.integration.test_store import NOW, recurring
 from tests.postgres_cluster import cluster
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "agentcron-v1.db"
@@ -88,6 +89,15 @@ async def test_every_step_upgrades_a_postgresql_database_to_what_a_new_one_has()
     upgraded, new = columns(url), columns(fresh)
     for table, names in upgraded.items():
         assert names == new[table] - {"rowid"}, table  # rowid: PostgreSQL's creation order
+
+    store = await PostgresStore.connect(url)  # and it works: the history numbers its entries
+    try:
+        made = await store.create_schedule(recurring(), now=NOW)
+        await store.update_schedule(made.id, {"name": "renamed"}, now=NOW)
+        history = await store.schedule_history(made.id, limit=10, offset=0)
+        assert len(history.items) == 2
+    finally:
+        await store.close()
 
 
 def db_cli(command: str, config: Path) -> subprocess.CompletedProcess[str]:

@@ -105,7 +105,28 @@ async def test_a_database_made_by_the_first_release_is_upgraded_in_place(tmp_pat
         schedule = await store.get_schedule(run.schedule_id)
         assert (schedule.name, schedule.tags) == ("made by 0.1.0", ["triage"])
         assert schedule.prompt_format == PromptFormat.TEXT  # its prompt is sent as written
+        assert (await store.schedule_history(schedule.id, limit=5, offset=0)).total == 0
+        await store.update_schedule(schedule.id, {"name": "kept"}, now=schedule.updated_at)
+        (entry,) = (await store.schedule_history(schedule.id, limit=5, offset=0)).items
+        assert entry.changes == {"name": ["made by 0.1.0", "kept"]}
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert _schema(path, "schedule_history") == _schema(
+        await _new_database(tmp_path), "schedule_history"
+    )
+
+
+def _schema(path: Path, table: str) -> list[tuple[object, ...]]:
+    """(name, type, not null, default, primary key) of each column, and the indexes."""
+    with sqlite3.connect(path) as conn:
+        columns = [tuple(row[1:]) for row in conn.execute(f"PRAGMA table_info({table})")]
+        indexes = sorted(row[1] for row in conn.execute(f"PRAGMA index_list({table})"))
+    return [*columns, tuple(indexes)]
+
+
+async def _new_database(tmp_path: Path) -> Path:
+    path = tmp_path / "new.db"
+    await (await SqliteStore.open(path)).close()
+    return path

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from daemon.cli import build_parser
-from daemon.operator_cli import create_body, render_fields, request_body, separate_json_body
+from daemon.operator_cli import (
+    create_body,
+    history_row,
+    render_fields,
+    request_body,
+    separate_json_body,
+)
 
 SCHED = "sched-0123456789abcdef"
 
@@ -84,3 +90,18 @@ def test_launcher_is_a_field_flag_of_create_and_patch() -> None:
     assert create_body(created)["launcher"] == "devin"
     patched = build_parser().parse_args(["schedules", "patch", SCHED, "--launcher", "night"])
     assert request_body(patched, run_as_key="run_as_user_id") == {"launcher": "night"}
+
+
+def test_a_history_line_shows_each_change_as_before_and_after() -> None:
+    entry = {
+        "at": "2026-11-23T12:00:00+00:00",
+        "by": None,
+        "action": "updated",
+        "changes": {"tags": [None, ["a", "b"]], "prompt": ["two\nlines", "one"]},
+    }
+    assert history_row(entry) == [
+        "2026-11-23T12:00:00Z",
+        "-",
+        "updated",
+        'tags: - -> ["a", "b"]; prompt: two lines -> one',
+    ]

@@ -66,7 +66,8 @@ def run(status: RunStatus, trigger: RunTrigger = RunTrigger.CRON, **changes: Any
 OK, FAILED = RunStatus.SUCCEEDED, RunStatus.FAILED
 LAUNCHED = {"last_executed_at": STARTED}
 COUNTED = {**LAUNCHED, "last_error_at": ENDED, "last_error_message": "boom"}
-DONE = {"enabled": False, "next_run_at": None}
+DONE = {"enabled": False, "next_run_at": None, "updated_at": ENDED, "version": 2}
+"""Disabling is a change a client sees: `version` and `updated_at` move with it."""
 
 
 # (what, schedule, run, max_failures, fields expected to change)

@@ -1,4 +1,5 @@
-"""Devin v3 session statuses, as the follow loop reads them (`daemon.sessions.devin_state`)."""
+"""Devin v3 and AgentScope 2.x session statuses, as the follow loop reads them
+(`daemon.sessions.devin_state`, `agentscope_state`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.sessions import PollFailed, SessionState, devin_state
+from daemon.sessions import PollFailed, SessionState, agentscope_state, devin_state
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 
@@ -53,3 +54,25 @@ def test_an_answer_without_a_status_cannot_be_followed(body: Any) -> None:
     with pytest.raises(PollFailed) as caught:
         devin_state(body)
     assert not caught.value.transient
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("running", RUNNING),
+        ("idle", SUCCEEDED),
+        ("awaiting_permission", FAILED),
+        ("awaiting_external_result", FAILED),
+        ("something_newer", RUNNING),  # unknown: the follow timeout bounds it
+    ],
+)
+def test_agentscope_statuses_map_to_run_outcomes(status: str, expected: str) -> None:
+    state = agentscope_state({"session_id": "s-1", "status": status})
+    assert (outcome(state), state.status) == (expected, status)
+
+
+@pytest.mark.parametrize("body", [{}, {"status": ""}, {"status": 3}, [], None])
+def test_an_agentscope_answer_without_a_status_cannot_be_followed(body: Any) -> None:
+    with pytest.raises(PollFailed) as raised:
+        agentscope_state(body)
+    assert not raised.value.transient
