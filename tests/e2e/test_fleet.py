@@ -23,6 +23,10 @@ from tests.e2e.test_catchup import SessionRecorder, runs_of
 from tests.e2e.test_catchup import sessions as sessions
 from tests.postgres_cluster import cluster
 
+# Above the suite's 60 s per test: one test waits for a cron minute, and a test stopped by
+# the timeout would leave its daemons running.
+pytestmark = pytest.mark.timeout(180)
+
 HEARTBEAT = 1
 LEASE = 5
 GRACE = 2
