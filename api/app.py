@@ -7,8 +7,18 @@ from aiohttp import web
 from api import backfill, health, history, openapi, playbooks, prompt_preview, runs, schedules
 from api.answer_cache import AnswerCache
 from api.errors import error_middleware
-from api.keys import ANSWERS, CLOCK, DIRECTORY, EVENTS, LIFECYCLE, SETTINGS, STORE, ApiSettings
-from api.ports import DaemonFacts, Lifecycle, ScheduleEvents
+from api.keys import (
+    ANSWERS,
+    CLOCK,
+    DIRECTORY,
+    EVENTS,
+    FLEET,
+    LIFECYCLE,
+    SETTINGS,
+    STORE,
+    ApiSettings,
+)
+from api.ports import DaemonFacts, FleetView, Lifecycle, ScheduleEvents
 from storage.clock import Clock
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -25,10 +35,12 @@ def create_app(
     lifecycle: Lifecycle,
     settings: ApiSettings,
     facts: DaemonFacts | None = None,
+    fleet: FleetView | None = None,
 ) -> web.Application:
     """Build the app with every route; nothing starts until it is run.
 
-    `facts` is what the dashboard's health page shows of the daemon (None: not known).
+    `facts` is what the dashboard's health page shows of the daemon (None: not known);
+    `fleet`, the daemons sharing the database, for `/readyz` (None: not told).
     """
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[STORE] = store
@@ -37,6 +49,8 @@ def create_app(
     app[DIRECTORY] = directory
     app[CLOCK] = clock
     app[LIFECYCLE] = lifecycle
+    if fleet is not None:
+        app[FLEET] = fleet
     app[SETTINGS] = settings
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi.serve_openapi)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import prometheus_client
 from aiohttp import web
 
-from api.keys import LIFECYCLE
+from api.keys import FLEET, LIFECYCLE
 from api.openapi import operation
 
 
@@ -15,12 +15,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @operation(
-    "Readiness: 200 once the store is open and the scheduler started", auth=None, errors=(503,)
+    "Readiness: 200 once the store is open and the scheduler started; names the fleet's "
+    "member, its live members and the share this member owns",
+    auth=None,
+    errors=(503,),
 )
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[LIFECYCLE].state
     status = 200 if state == "serving" else 503
-    return web.json_response({"status": state}, status=status)
+    body: dict[str, object] = {"status": state}
+    fleet = request.app.get(FLEET)
+    if fleet is not None:
+        body["fleet"] = fleet.describe()
+    return web.json_response(body, status=status)
 
 
 @operation("Prometheus metrics", auth=None)

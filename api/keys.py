@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from api.answer_cache import AnswerCache
-from api.ports import Lifecycle, ScheduleEvents
+from api.ports import FleetView, Lifecycle, ScheduleEvents
 from storage.clock import Clock
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -32,5 +32,6 @@ EVENTS = web.AppKey("events", ScheduleEvents)
 DIRECTORY = web.AppKey("directory", DirectoryRef)
 CLOCK = web.AppKey("clock", Clock)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+FLEET = web.AppKey("fleet", FleetView)
 SETTINGS = web.AppKey("settings", ApiSettings)
 ANSWERS = web.AppKey("answers", AnswerCache)

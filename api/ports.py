@@ -44,6 +44,14 @@ class Lifecycle(Protocol):
         ...
 
 
+class FleetView(Protocol):
+    """The daemons sharing the database, as `/readyz` names them."""
+
+    def describe(self) -> dict[str, object]:
+        """This member, the live members and the share this member owns (JSON values)."""
+        ...
+
+
 class DaemonFacts(Protocol):
     """What the dashboard's health page tells about the running daemon."""
 

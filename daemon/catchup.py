@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -92,8 +92,19 @@ class CatchUp:
         follow: Callable[[Followed], None],
         in_progress: Callable[[str], int],
         admit: Callable[[Schedule, Run, datetime], LimitRefusal | None],
+        owns: Callable[[str], bool] = lambda _: True,
+        mine: Callable[[str], list[str]] = lambda _: [],
+        recovery_age: float | None = None,
     ) -> None:
         self.store = store
+        # In a fleet (`daemon.fleet`), recovery takes only runs of schedules this member
+        # owns that it is not launching or following itself (`mine`), and only once they
+        # are `recovery_age` seconds old: younger, one may be a live member's launch in
+        # flight. None: a lone daemon recovers all, at start-up.
+        self._owns = owns
+        self._mine = mine
+        self.recovery_age = recovery_age
+        self._recovered: set[str] = set()
         self.clock = clock
         self._directory = directory
         self._settings = settings
@@ -117,8 +128,12 @@ class CatchUp:
     async def recover(self, now: datetime, *, idempotent: Callable[[Schedule], bool]) -> Recovered:
         """Follow the runs left `running` again (fail those whose schedule is gone);
         interrupt the stuck `launching` runs that may have reached the session service;
-        queue the others (relaunch, re-send)."""
-        runs = await self.store.unfinished_runs()
+        queue the others (relaunch, re-send).
+
+        A fleet member calls it again from time to time: a member that stopped may have
+        left runs unfinished at any moment.
+        """
+        runs = [run for run in await self.store.unfinished_runs() if self._recoverable(run, now)]
         schedules = await self.store.get_schedules({run.schedule_id for run in runs})
         window = self._settings().catchup_window
         ended, pending, followed = [], [], []
@@ -145,8 +160,18 @@ class CatchUp:
         self._report(finished)
         for item in followed:
             self._follow(item)
+        self._recovered.update(run.id for run in runs)  # each once, not at every sweep
         self.pacer.add(pending)
         return Recovered(len(ended), pending, len(followed))
+
+    def _recoverable(self, run: Run, now: datetime) -> bool:
+        if self.recovery_age is None:
+            return True
+        if run.id in self._recovered or not self._owns(run.schedule_id):
+            return False
+        if run.id in self._mine(run.schedule_id):
+            return False
+        return run.started_at <= now - timedelta(seconds=self.recovery_age)
 
     # -- missed instants -------------------------------------------------------------------
 

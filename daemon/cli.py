@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from daemon.db_cli import add_db_commands
 from daemon.operator_cli import add_commands as add_operator_commands
 from daemon.operator_cli import separate_json_body
 from storage import cron
@@ -56,11 +57,19 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from daemon.config import ConfigError, load_storage_path
+    from daemon.config import ConfigError, load_storage
     from storage.backup import BackupError, backup_database
 
     try:
-        source = load_storage_path(Path(args.config))
+        storage = load_storage(Path(args.config))
+        if storage.url is not None:
+            print(
+                "agentcron: backup copies a SQLite file; the configuration names a PostgreSQL "
+                "database ([storage] url): back it up with pg_dump",
+                file=sys.stderr,
+            )
+            return 1
+        source = storage.path
         backup_database(source, Path(args.path))
     except ConfigError as exc:
         print(f"agentcron: configuration error:\n{exc}", file=sys.stderr)
@@ -166,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--prefix", default="cog_")
     new.set_defaults(func=_token_new)
 
+    add_db_commands(commands)
     add_operator_commands(commands)
     return parser
 

@@ -36,6 +36,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from daemon.config_checks import cross_problems
 from daemon.config_lines import KeyLines
 from daemon.config_schedules import ScheduleConfig as ScheduleConfig
+from daemon.config_sections import DEFAULT_DATABASE, FleetConfig
 from daemon.config_sections import AgentScopeConfig as AgentScopeConfig
 from daemon.config_sections import IdentityConfig as IdentityConfig
 from daemon.config_sections import LauncherConfig as LauncherConfig
@@ -65,7 +66,8 @@ class Config(Section):
     """Everything the daemon is configured with; every section is optional."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
+    storage: StorageConfig = Field(default_factory=lambda: StorageConfig(path=DEFAULT_DATABASE))
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
@@ -175,19 +177,26 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def load_storage_path(path: str | os.PathLike[str]) -> Path:
-    """The database file that the configuration at `path` names, reading only `[storage]`.
+    """The SQLite file the configuration at `path` names (see `load_storage`)."""
+    return load_storage(path).path
 
-    For tools that need the file and nothing else (`agentcron backup`): the secrets that the
-    rest of the file names need not be at hand. Raises ConfigError as `load_config` does.
+
+def load_storage(path: str | os.PathLike[str]) -> StorageConfig:
+    """The `[storage]` section of the configuration at `path`, reading nothing else.
+
+    For tools that need the database and nothing else (`agentcron backup`, `agentcron db`):
+    the secrets that the rest of the file names need not be at hand. Raises ConfigError as
+    `load_config` does.
     """
     source = Path(path).absolute()
     text = _read_text(source)
     data = _parse_toml(text, source)
     try:
-        config = Config.model_validate({"storage": data.get("storage", {})})
+        sections = {"storage": data["storage"]} if "storage" in data else {}
+        config = Config.model_validate(sections)
     except ValidationError as error:
         raise ConfigError(_problems(error, text, source)) from None
-    return _anchored(config, source).storage.path
+    return _anchored(config, source).storage
 
 
 def _anchored(config: Config, source: Path) -> Config:

@@ -68,9 +68,57 @@ def split_listen(listen: str) -> tuple[str, int]:
     return match[1], port
 
 
+DEFAULT_DATABASE = Path("agentcron.db")
+"""The SQLite file of a configuration without `[storage]`."""
+
+
 class StorageConfig(Section):
-    path: ConfigPath = Path("agentcron.db")
+    """Where the state is kept: a SQLite file (`path`, the default) or a PostgreSQL
+    database (`url`), never both."""
+
+    path: ConfigPath = DEFAULT_DATABASE
     """The SQLite database file; relative to the config file's directory."""
+    url: str | None = None
+    """A `postgresql://` URL: the database a fleet of daemons shares instead of a file."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_place(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # None stands for absent (TOML has no null; a dumped configuration has them).
+        has_path, has_url = data.get("path") is not None, data.get("url") is not None
+        if has_path and has_url:
+            raise conflict("set either path (SQLite) or url (PostgreSQL), not both", "url")
+        if not has_path and not has_url:
+            raise conflict("set path (a SQLite file) or url (a postgresql:// URL)", "path")
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None
+
+
+class FleetConfig(Section):
+    """Membership of a fleet of daemons sharing one PostgreSQL database."""
+
+    heartbeat: PositiveDuration = 2.0
+    """How often a member records that it is alive."""
+    lease: PositiveDuration = 10.0
+    """How long a member counts as alive after its last heartbeat."""
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeat(self) -> Self:
+        if self.lease <= self.heartbeat:
+            raise conflict("lease must be longer than heartbeat", "lease")
+        return self
 
 
 class LoggingConfig(Section):

@@ -79,6 +79,10 @@ def _ignore_finished(_: FinishedRun) -> None:
     return None
 
 
+def _everything(_: str) -> bool:
+    return True
+
+
 class _Phase(Enum):
     NEW = "new"
     RUNNING = "running"
@@ -106,8 +110,13 @@ class Engine:
         follow: FollowPlan | None = None,
         on_finished: Callable[[FinishedRun], None] = _ignore_finished,
         org_limits: Mapping[str, OrgLimits] | None = None,
+        owns: Callable[[str], bool] = _everything,
+        recovery_age: float | None = None,
     ) -> None:
         self.store = store
+        # A fleet member fires only the schedules it owns (`daemon.fleet`); alone, all of them.
+        self._owns = owns
+        self._refill_again = False
         self.directory = directory
         self.clock = clock
         self.settings = settings
@@ -142,6 +151,9 @@ class Engine:
             follow=self._start_follow,
             in_progress=self._slots.in_progress,
             admit=self._admit,
+            owns=owns,
+            mine=self._slots.running,
+            recovery_age=recovery_age,
         )
         # Schedules between a timer firing and their advance, with the instant fired from:
         # refills and edits leave those alone.
@@ -324,6 +336,8 @@ class Engine:
         self._timers.drop(schedule.id)
         if not schedule.is_active:
             self._slots.unbuffer(schedule.id)
+        if not self._owns(schedule.id):
+            return  # its owner re-times it (told by the database's notification)
         instant = schedule.next_run_at
         if not schedule.is_active or instant is None or self._firing.get(schedule.id) == instant:
             return
@@ -418,14 +432,58 @@ class Engine:
             self._slots.unbuffer(schedule_id)
 
     async def _on_refill(self) -> None:
-        if self._horizon.refilling or self._phase != _Phase.RUNNING:
+        if self._phase != _Phase.RUNNING:
+            return
+        if self._horizon.refilling:
+            self._refill_again = True  # the share changed while reading: read again after
             return
         self._horizon.refilling = True
         try:
-            await self._guarded("refill", self._refill())
+            self._refill_again = True
+            while self._refill_again and self._phase == _Phase.RUNNING:
+                self._refill_again = False
+                await self._guarded("refill", self._refill())
             await self._guarded("refill", self._count_enabled())
+            if self._catchup.recovery_age is not None:  # in a fleet: members that stopped
+                await self._guarded("recover", self._recover_abandoned())
         finally:
             self._horizon.refilling = False
+        if self._refill_again:  # the share changed after the last read
+            self._spawn(self._on_refill(), "refill-again")
+
+    # -- the fleet (`daemon.fleet.FleetEngine`) ----------------------------------------------
+
+    @property
+    def timers_held(self) -> int:
+        return len(self._timers)
+
+    async def reshare(self) -> None:
+        """The owned share changed: drop the timers of schedules owned no more, then refill
+        (in the background), which times those owned now and catches up their misses."""
+        if self._phase != _Phase.RUNNING:
+            return
+        for schedule_id in self._timers.schedule_ids():
+            if not self._owns(schedule_id):
+                self._timers.drop(schedule_id)
+        self._spawn(self._on_refill(), "reshare")
+
+    async def retime(self, schedule_id: str) -> None:
+        """Another member changed the schedule: re-time it as stored now."""
+        if self._phase != _Phase.RUNNING:
+            return
+        found = await self.store.get_schedules([schedule_id])
+        schedule = found.get(schedule_id)
+        if schedule is not None:
+            await self.changed(schedule)
+            return
+        self._horizon.touch(schedule_id)  # deleted: nothing to fire
+        self._timers.drop(schedule_id)
+        self._slots.unbuffer(schedule_id)
+
+    async def _recover_abandoned(self) -> None:
+        """In a fleet: recover the runs a member that stopped left unfinished."""
+        idempotent = self._launches.launchers.idempotent
+        await self._catchup.recover(self.clock.now(), idempotent=idempotent)
 
     def _recount_soon(self) -> None:
         """Let the enabled-schedules gauge follow an edit within `RECOUNT_DELAY` (one count,
@@ -458,6 +516,9 @@ class Engine:
         behind = []
         for schedule in page:
             instant = schedule.next_run_at
+            if not self._owns(schedule.id):
+                self._timers.drop(schedule.id)  # another member's share
+                continue
             if instant is None or self._horizon.stale(schedule.id, since):
                 continue  # changed since the page was read: memory is newer than the row
             if self._firing.get(schedule.id) == instant:
@@ -581,7 +642,7 @@ class Engine:
                 if self._following.get(schedule.id) != batch:
                     continue
                 del self._following[schedule.id]
-                if following is None:
+                if following is None or not self._owns(schedule.id):
                     continue
                 if is_behind(following, now, self.settings.missed_run_grace):
                     behind.append(dataclasses.replace(schedule, next_run_at=following))
@@ -602,6 +663,7 @@ class Engine:
         Answers how many schedules were behind and how many catch-ups were queued."""
         behind = queued = 0
         async for page in self._due_pages(now):
+            page = [schedule for schedule in page if self._owns(schedule.id)]
             queued += await self._catch_up(page, now)
             behind += len(page)
             await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe

@@ -58,3 +58,6 @@ SESSION_POLLS = Counter(
     "Reads of a followed session's status, by outcome (running, ended, transient_error, refused).",
     ["outcome"],
 )
+FLEET_MEMBERS = Gauge(
+    "agentcron_fleet_members", "Live members of the fleet sharing the database (1 on SQLite)."
+)

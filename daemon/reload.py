@@ -24,6 +24,8 @@ treats a reload task that failed as a dead background task and would exit.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Final, Protocol
 
 import aiohttp
@@ -40,6 +42,7 @@ from daemon.org_limits import limits_of
 from daemon.sdnotify import SystemdNotifier
 from storage.clock import Clock
 from storage.identities import DirectoryRef
+from storage.postgres_db import display_url
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.reload")
@@ -50,6 +53,9 @@ RESTART_KEYS: Final = (
     ("server", "request_timeout"),
     ("server", "max_connections"),
     ("storage", "path"),
+    ("storage", "url"),
+    ("fleet", "heartbeat"),
+    ("fleet", "lease"),
     ("agentscope", "enabled"),
     ("agentscope", "org"),
     ("agentscope", "require_token"),
@@ -86,9 +92,13 @@ def keep_restart_keys(running: Config, loaded: Config) -> tuple[Config, list[str
     return loaded, refused
 
 
-def _value_of(config: Config, dotted: str) -> str:
+def logged_value(config: Config, dotted: str) -> str:
+    """The value of a key for the log (a database URL without its password)."""
     section, key = dotted.split(".")
-    return str(getattr(getattr(config, section), key))
+    value = getattr(getattr(config, section), key)
+    if dotted == "storage.url" and value is not None:
+        return display_url(value)
+    return str(value)
 
 
 class Reloader:
@@ -103,8 +113,12 @@ class Reloader:
         notifier: Notifier,
         directory: DirectoryRef,
         http: aiohttp.ClientSession,
+        one_at_a_time: Callable[[], AbstractAsyncContextManager[object]] = nullcontext,
     ) -> None:
         self.daemon = daemon
+        # Members of a fleet apply the same file: one at a time, or two would both create
+        # a schedule the file adds.
+        self._one_at_a_time = one_at_a_time
         self.store = store
         self.engine = engine
         self.notifier = notifier
@@ -115,8 +129,9 @@ class Reloader:
 
     async def bootstrap(self, config: Config) -> BootstrapResult:
         """Apply the file's playbooks and schedules to the store; errors propagate."""
-        now = self.daemon.clock.now()
-        result = await apply_bootstrap(config, self.store, self.engine, now=now)
+        async with self._one_at_a_time():
+            now = self.daemon.clock.now()
+            result = await apply_bootstrap(config, self.store, self.engine, now=now)
         log.info("config_bootstrapped", **result.counts())
         return result
 
@@ -171,8 +186,8 @@ class Reloader:
         log.warning(
             "config_reload_refused",
             key=key,
-            running=_value_of(running, key),
-            configured=_value_of(loaded, key),
+            running=logged_value(running, key),
+            configured=logged_value(loaded, key),
             reason=f"changing {key} needs a restart; the running value is kept until then",
         )
 

@@ -10,9 +10,12 @@ If any background task dies the daemon logs it and exits non-zero, so systemd re
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import signal
-from contextlib import AsyncExitStack
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from enum import StrEnum
 from pathlib import Path
 
@@ -22,9 +25,10 @@ import structlog
 from api.app import create_app
 from api.http_server import start_http_server
 from api.keys import ApiSettings
-from daemon.config import Config
+from daemon.config import Config, StorageConfig
 from daemon.engine import Engine
 from daemon.fdlimit import raise_fd_limit
+from daemon.fleet import LocalFleet, PostgresFleet
 from daemon.identity import build_directory
 from daemon.launcher_routes import build_routes
 from daemon.notify import Notifier
@@ -33,8 +37,11 @@ from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
+from storage.db import SCHEMA_VERSION, file_version
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
+from storage.postgres_db import display_url, server_version
+from storage.postgres_store import PostgresStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
 
@@ -96,12 +103,14 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         config = self.config
-        # First of all: a second daemon on this database stops here, having written nothing.
-        stack.enter_context(lock_database(config.storage.path))
+        if not config.storage.is_postgres:
+            # First of all: a second daemon on this file stops here, having written nothing.
+            stack.enter_context(lock_database(config.storage.path))
         fd_limit = raise_fd_limit(config.server.max_connections)
         log_config_warnings(config)
-        store = await SqliteStore.open(config.storage.path)
+        store = await open_store(config.storage)
         stack.push_async_callback(store.close)
+        fleet = await join_fleet(store, config)
         directory = DirectoryRef(build_directory(config))
         await store.replace_identities(directory.current)
         http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -117,16 +126,28 @@ class Daemon:
             launcher=build_routes(config, http=http),
             on_finished=notifier.run_finished,
             org_limits=limits_of(config.orgs),
+            owns=fleet.owns,
+            recovery_age=recovery_age(config),
         )
+        fleet.attach(engine)
         self.engine = engine
+        self.fleet = fleet
         self.reloader = Reloader(
-            self, store=store, engine=engine, notifier=notifier, directory=directory, http=http
+            self,
+            store=store,
+            engine=engine,
+            notifier=notifier,
+            directory=directory,
+            http=http,
+            one_at_a_time=bootstrap_turns(store),
         )
         await self.reloader.bootstrap(config)
         await engine.start()
         stack.push_async_callback(engine.stop, config.scheduler.shutdown_grace)
+        await fleet.start()
+        stack.push_async_callback(fleet.stop)  # leaves first: the others take over sooner
         await self._start_http(stack, store, engine, directory)
-        self._watch(store.db.writer_task, *engine.background_tasks())
+        self._watch(store.db.writer_task, *engine.background_tasks(), *fleet.background_tasks())
         if self.systemd.watchdog_interval is not None:
             self._watch(asyncio.create_task(run_watchdog(self.systemd, engine.healthy)))
         self.state = RunState.SERVING
@@ -134,7 +155,7 @@ class Daemon:
         log.info(
             "daemon_ready",
             listen=config.server.listen,
-            storage=str(config.storage.path),
+            storage=storage_name(config),
             fd_limit=fd_limit.soft,
         )
 
@@ -149,6 +170,8 @@ class Daemon:
             lifecycle=self,
             settings=api_settings(self.config),
             facts=self,
+            # A lone daemon's /readyz stays as it was: the fleet is named where there is one.
+            fleet=self.fleet if isinstance(self.fleet, PostgresFleet) else None,
         )
         server = self.config.server
         try:
@@ -203,6 +226,54 @@ class Daemon:
             log.error("background_task_died", task=task.get_name(), error=repr(error))
             died = True
         return died
+
+
+async def open_store(storage: StorageConfig) -> SqliteStore:
+    """The store `[storage]` names: a PostgreSQL database or a SQLite file (created or
+    upgraded as it opens)."""
+    if storage.url is not None:
+        return await PostgresStore.connect(storage.url)
+    return await SqliteStore.open(storage.path)
+
+
+def schema_versions(storage: StorageConfig) -> tuple[int, int]:
+    """The schema version of the database `[storage]` names (0: none yet), read without
+    writing, and the one this agentcron uses. Raises StoreError."""
+    if storage.url is not None:
+        return server_version(storage.url), SCHEMA_VERSION
+    return file_version(storage.path), SCHEMA_VERSION
+
+
+async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | PostgresFleet:
+    """The fleet this daemon is a member of: of one on SQLite; on PostgreSQL, joined now."""
+    if not isinstance(store, PostgresStore):
+        return LocalFleet()
+    fleet = PostgresFleet(store, config.fleet)
+    await fleet.join()
+    return fleet
+
+
+def bootstrap_turns(store: SqliteStore) -> Callable[[], AbstractAsyncContextManager[object]]:
+    """How the members of a fleet take turns applying the configuration's schedules (a lone
+    daemon needs none)."""
+    if isinstance(store, PostgresStore):
+        return functools.partial(store.one_at_a_time, "bootstrap")
+    return contextlib.nullcontext
+
+
+def recovery_age(config: Config) -> float | None:
+    """How old a run left `launching` must be before a fleet member recovers it: older than
+    any launch of a live member can take (None: a lone daemon recovers all at start)."""
+    if not config.storage.is_postgres:
+        return None
+    return config.launcher.timeout + config.fleet.lease
+
+
+def storage_name(config: Config) -> str:
+    """The store for logs: the file, or the URL without its password."""
+    if config.storage.url is not None:
+        return display_url(config.storage.url)
+    return str(config.storage.path)
 
 
 def serve(config_path: Path) -> int:

@@ -47,6 +47,10 @@ class TimerBook:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
+    def schedule_ids(self) -> list[str]:
+        """The schedules holding a timer (a copy: the caller may drop some)."""
+        return list(self._timers)
+
     def held(self, schedule_id: str) -> Timer | None:
         return self._timers.get(schedule_id)
 

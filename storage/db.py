@@ -36,14 +36,19 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel
 
-from storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage import (
+    schema_versions,
+    tables,  # noqa: F401  (registers the tables on SQLModel.metadata)
+)
 from storage.errors import SchemaError, StoreUnavailable
 from storage.errors import StoreError as StoreError  # re-exported: its earlier home
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 7
-"""Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n."""
+"""Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n, run
+by the Alembic revision of version n + 1 (`storage/migrations/versions/`; see
+`storage.schema_versions` and ARCHITECTURE.md)."""
 
 
 def _add_run_dispatched_at(conn: Connection) -> None:
@@ -68,10 +73,13 @@ def _add_run_session_status(conn: Connection) -> None:
 
 
 def _add_schedule_history(conn: Connection) -> None:
-    # The same table `storage.tables.ScheduleHistoryRow` creates in a new database.
+    # The same table `storage.tables.ScheduleHistoryRow` creates in a new database: ids
+    # numbered by the database (SQLite's INTEGER PRIMARY KEY is its rowid; PostgreSQL's, a
+    # sequence).
+    serial = "SERIAL" if conn.dialect.name == "postgresql" else "INTEGER"
     conn.exec_driver_sql(
         "CREATE TABLE schedule_history ("
-        " id INTEGER NOT NULL PRIMARY KEY,"
+        f" id {serial} NOT NULL PRIMARY KEY,"
         " schedule_id VARCHAR NOT NULL,"
         " org_id VARCHAR NOT NULL,"
         " at VARCHAR(26) NOT NULL,"
@@ -182,7 +190,24 @@ def _check_file(path: Path) -> None:
             names = {row[0] for row in conn.execute(_TABLES)}
     except sqlite3.Error as exc:
         raise SchemaError(f"cannot open {path}: {exc} (refusing to use it)") from exc
-    _check_version(version, names)
+    check_version(version, names)
+
+
+def file_version(path: Path) -> int:
+    """The schema version of the database file at `path`, read without writing anything
+    (0: no file, or an empty one). Raises SchemaError for a file SQLite cannot read.
+
+    Read-only, but not immutable: a daemon serving the file may hold the latest version in
+    its write-ahead log."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise SchemaError(f"cannot read {path}: {exc}") from exc
 
 
 _TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
@@ -219,7 +244,7 @@ def _align_companions(path: Path) -> None:
                 companion.chmod(mode)
 
 
-def _check_version(version: int, table_names: set[str]) -> None:
+def check_version(version: int, table_names: set[str]) -> None:
     """SchemaError unless the schema version is one this agentcron can open or upgrade."""
     if version == 0 and table_names:
         raise SchemaError(
@@ -233,14 +258,19 @@ def _check_version(version: int, table_names: set[str]) -> None:
 
 
 def _prepare_schema(conn: Connection) -> None:
-    """Create a new database, upgrade an older one, refuse a newer or foreign one."""
-    version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-    _check_version(version, set(conn.exec_driver_sql(_TABLES).scalars()))
+    """Create a new database, upgrade an older one (`storage.schema_versions`), refuse a
+    newer or foreign one."""
+    names = set(conn.exec_driver_sql(_TABLES).scalars())
+    pragma = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+    version = max(pragma, schema_versions.recorded_version(conn, names))
+    check_version(version, names)
     if version == 0:
         SQLModel.metadata.create_all(conn)  # a new database has the current schema
-    else:
-        for old in range(version, SCHEMA_VERSION):
-            MIGRATIONS[old](conn)
+        schema_versions.stamp(conn, SCHEMA_VERSION)
+    elif version < SCHEMA_VERSION:
+        schema_versions.upgrade(conn, version)
+    elif schema_versions.recorded_version(conn, names) != version:
+        schema_versions.stamp(conn, version)  # made before versions were Alembic's too
     conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -254,18 +284,23 @@ class Database:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         writer: Engine,
         reader: Engine,
         writer_thread: ThreadPoolExecutor,
         reader_threads: ThreadPoolExecutor,
+        *,
+        group_commit: bool = True,
+        bulk: Engine | None = None,
     ) -> None:
-        self.path = path
+        self.path = path  # None for a server database (PostgreSQL)
+        self._group_commit = group_commit
         self._writer = writer
         self._reader = reader
         self._writer_thread = writer_thread
         self._reader_threads = reader_threads
-        self._bulk = _engine(path, writer=False)
+        self._bulk = reader if bulk is None else bulk
+        """Unpaged reads' own connection (SQLite); a server database's pool serves them too."""
         self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="store-bulk")
         self._connections = _ThreadConnections()
         self._inline: Engine | None = None
@@ -289,7 +324,8 @@ class Database:
         event.listen(inline, "connect", _never_wait)
         writer_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="store-reader")
-        db = cls(path, writer, reader, writer_thread, reader_threads)
+        bulk = _engine(path, writer=False)
+        db = cls(path, writer, reader, writer_thread, reader_threads, bulk=bulk)
         db._inline = inline
         try:
             await db._in_writer_thread(_create_or_check_schema, writer)
@@ -299,8 +335,12 @@ class Database:
                 raise
             raise SchemaError(f"cannot open {path}: {getattr(exc, 'orig', exc)}") from exc
         _align_companions(path)
-        db._task = asyncio.create_task(db._write_loop(), name="store-writer")
+        db.start_writing()
         return db
+
+    def start_writing(self) -> None:
+        """Start the task that serves `write`, once the schema is ready."""
+        self._task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:
@@ -399,6 +439,10 @@ class Database:
         await self._queue.put(_WriteOp(fn, future))
         return await future
 
+    async def in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the writer's thread (before the write loop starts: the schema)."""
+        return await self._in_writer_thread(fn, *args)
+
     async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
 
@@ -420,8 +464,9 @@ class Database:
         # Before: an answer read from here on may see the batch, and is remembered under a
         # generation that is over once the batch is. After: before any writer hears back.
         self.generation += 1
+        apply = _batch_of(batch) if self._group_commit else _each_of(batch)
         try:
-            await self._in_writer_thread(self._connections.use, self._writer, _batch_of(batch))
+            await self._in_writer_thread(self._connections.use, self._writer, apply)
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             error = _unavailable(exc)
             for op in batch:
@@ -493,6 +538,42 @@ class _ThreadConnections:
 
 def _batch_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
     return lambda conn: _apply_batch(conn, batch)
+
+
+def _each_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
+    return lambda conn: _apply_each(conn, batch)
+
+
+RETRIES = 3
+"""Attempts of one operation that a server database aborted to break a deadlock or a
+serialization conflict with another process's transaction."""
+
+
+def _apply_each(conn: Connection, batch: list[_WriteOp]) -> None:
+    """One transaction per operation, in order (for a server database, where a commit costs
+    a round trip rather than an fsync of a shared file and other processes write too).
+
+    An operation aborted by the server to resolve a conflict with another process (a
+    deadlock, a serialization failure) runs again: operations are functions of the
+    database alone.
+    """
+    for op in batch:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with conn.begin():
+                    op.result = op.fn(conn)
+            except DBAPIError as exc:
+                if _retryable(exc) and attempt < RETRIES:
+                    continue
+                op.error = _unavailable(exc) if isinstance(exc, OperationalError) else exc
+            except Exception as exc:
+                op.error = exc
+            break
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    # SQLSTATE 40001 serialization_failure, 40P01 deadlock_detected
+    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")
 
 
 class _Replay(Exception):

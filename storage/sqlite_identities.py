@@ -5,12 +5,14 @@ from __future__ import annotations
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Connection
 
+from storage import dialects
 from storage.identities import Directory
 from storage.tables import ORGS, SERVICE_USERS, USERS
 
 
 def replace(conn: Connection, directory: Directory) -> None:
     """Delete every org, user and service user, then insert those of `directory`."""
+    dialects.serialize(conn, "identities")  # members starting together replace in turn
     for table in (ORGS, USERS, SERVICE_USERS):
         conn.execute(delete(table))
     for org in directory.orgs.values():

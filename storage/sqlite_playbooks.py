@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from storage import dialects
 from storage.domain import Playbook
 from storage.errors import NotFound
 from storage.sqlite_rows import playbook, values_of
@@ -31,7 +31,7 @@ def create(conn: Connection, new: Playbook) -> Playbook:
 def upsert(conn: Connection, given: Playbook) -> Playbook:
     """Insert or replace by id, keeping the stored creation; the playbook as stored."""
     values = values_of(given)
-    statement = sqlite_insert(PLAYBOOKS).values(values)
+    statement = dialects.upsert_insert(conn)(PLAYBOOKS).values(values)
     statement = statement.on_conflict_do_update(
         index_elements=["id"],
         set_={k: statement.excluded[k] for k in values if k not in _KEPT_ON_UPSERT},
@@ -40,8 +40,10 @@ def upsert(conn: Connection, given: Playbook) -> Playbook:
     return playbook(conn.execute(select(PLAYBOOKS).where(PLAYBOOKS.c.id == given.id)).one())
 
 
-def live(conn: Connection, playbook_id: str, org_id: str | None) -> Playbook:
+def live(conn: Connection, playbook_id: str, org_id: str | None, *, lock: bool = False) -> Playbook:
     query = select(PLAYBOOKS).where(PLAYBOOKS.c.id == playbook_id, _NOT_DELETED)
+    if lock:
+        query = query.with_for_update()
     if org_id is not None:
         query = query.where(PLAYBOOKS.c.org_id == org_id)
     row = conn.execute(query).one_or_none()
@@ -79,6 +81,6 @@ def count(conn: Connection, org_id: str) -> int:
 def edit(
     conn: Connection, playbook_id: str, changes: Mapping[str, Any], org_id: str | None
 ) -> Playbook:
-    updated = dataclasses.replace(live(conn, playbook_id, org_id), **changes)
+    updated = dataclasses.replace(live(conn, playbook_id, org_id, lock=True), **changes)
     conn.execute(update(PLAYBOOKS).where(PLAYBOOKS.c.id == playbook_id).values(values_of(updated)))
     return updated

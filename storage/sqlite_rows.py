@@ -82,13 +82,22 @@ def chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
 
 
 def rows_by_id(
-    conn: Connection, table: Table, ids: Iterable[str], *where: Any, columns: Sequence[Any] = ()
+    conn: Connection,
+    table: Table,
+    ids: Iterable[str],
+    *where: Any,
+    columns: Sequence[Any] = (),
+    lock: bool = False,
 ) -> list[Row[Any]]:
     """The rows of `table` whose id is among `ids` (and that match `where`), any order.
 
-    Every column, or only `columns` when given.
+    Every column, or only `columns` when given. `lock` keeps them locked until the
+    transaction ends where the database has other writers (PostgreSQL; chunks are read in
+    id order, so two transactions lock shared rows in the same order).
     """
     query = select(*columns) if columns else select(table)
+    if lock:
+        query = query.with_for_update()
     rows: list[Row[Any]] = []
     for chunk in chunks(sorted(set(ids))):
         rows.extend(conn.execute(query.where(table.c.id.in_(chunk), *where)))

@@ -10,10 +10,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from storage import rules, sqlite_history
+from storage import dialects, rules, sqlite_history
 from storage.domain import FinishedRun, HistoryEntry, Run, RunOutcome, Schedule
 from storage.enums import RunStatus
 from storage.errors import NotFound
@@ -23,7 +22,7 @@ from storage.store import OrgLaunch, Page
 from storage.tables import RUNS, SCHEDULES
 
 # Run with many parameter sets at once (one executemany, not one per row).
-_CLAIM = sqlite_insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+_CLAIM = dialects.by_name(lambda insert: insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id))
 _FINISH_RUN = (
     update(RUNS)
     .where(RUNS.c.id == bindparam("b_id"))
@@ -44,7 +43,8 @@ def claim(conn: Connection, runs: Sequence[Run]) -> list[Run]:
     """Insert the runs whose (schedule_id, scheduled_for) is new; those, in order."""
     if not runs:
         return []
-    inserted = set(conn.execute(_CLAIM, [values_of(item) for item in runs]).scalars())
+    claim_ = _CLAIM[conn.dialect.name]
+    inserted = set(conn.execute(claim_, [values_of(item) for item in runs]).scalars())
     return [item for item in runs if item.id in inserted]
 
 
@@ -52,9 +52,10 @@ def finish(
     conn: Connection, outcomes: Sequence[RunOutcome], max_failures: int
 ) -> list[FinishedRun]:
     """Fold `outcomes` into their runs and schedules: reads and writes in bulk."""
-    runs = {row.id: run(row) for row in rows_by_id(conn, RUNS, (o.run_id for o in outcomes))}
+    run_ids = (o.run_id for o in outcomes)
+    runs = {row.id: run(row) for row in rows_by_id(conn, RUNS, run_ids, lock=True)}
     schedule_ids = (item.schedule_id for item in runs.values())
-    before = {row.id: schedule(row) for row in rows_by_id(conn, SCHEDULES, schedule_ids)}
+    before = {row.id: schedule(row) for row in rows_by_id(conn, SCHEDULES, schedule_ids, lock=True)}
     finished, after = rules.fold_outcomes(runs, before, outcomes, max_failures)
     if finished:
         names = ("id", *rules.RUN_RESULT)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 
-from storage import prepared, rules, sqlite_history
+from storage import dialects, prepared, rules, sqlite_history
 from storage.domain import Schedule
 from storage.errors import NotFound, VersionMismatch
 from storage.history import ENGINE
@@ -39,11 +39,14 @@ _COUNT_ACTIVE = (
     select(func.count()).select_from(SCHEDULES).where(SCHEDULES.c.enabled.is_(True), _NOT_DELETED)
 )
 _CREATION_ORDER: tuple[Any, ...] = (SCHEDULES.c.created_at, literal_column("schedules.rowid"))
+"""SQLite's implicit `rowid` is the insertion order; PostgreSQL's schema gives the table an
+explicit `rowid` column from a sequence (`storage.postgres_db`)."""
 
 
 def insert(conn: Connection, stored: Schedule) -> Schedule:
     prepared.INSERT_SCHEDULE.run(conn, **values_of(stored))
     sqlite_history.record_change(conn, None, stored, stored.created_by)
+    dialects.announce(conn, stored.id)
     return stored
 
 
@@ -52,16 +55,21 @@ def live(
     schedule_id: str,
     org_id: str | None,
     agents: Collection[str] | None = None,
+    *,
+    lock: bool = False,
 ) -> Schedule:
     """The live schedule by id, of `org_id` and of one of `agents` when given; else NotFound.
 
     The agent is checked on the row read by key (one row at most), which keeps the hot
-    statements prepared once; lists filter in SQL (see `page_of`).
+    statements prepared once; lists filter in SQL (see `page_of`). `lock` keeps the row
+    locked until the transaction ends (for a read-check-write among several writers).
     """
     if org_id is None:
-        values = prepared.LIVE_SCHEDULE.one_or_none(conn, b_id=schedule_id)
+        read = prepared.LOCKED_SCHEDULE if lock else prepared.LIVE_SCHEDULE
+        values = read.one_or_none(conn, b_id=schedule_id)
     else:
-        values = prepared.LIVE_SCHEDULE_IN_ORG.one_or_none(conn, b_id=schedule_id, b_org=org_id)
+        read = prepared.LOCKED_SCHEDULE_IN_ORG if lock else prepared.LIVE_SCHEDULE_IN_ORG
+        values = read.one_or_none(conn, b_id=schedule_id, b_org=org_id)
     if values is None or (agents is not None and values["agent"] not in agents):
         raise NotFound(f"schedule '{schedule_id}' not found")
     return schedule_of(values)
@@ -79,7 +87,7 @@ def edit(
 ) -> Schedule:
     """Read, compare the version, edit (`rules.edited_schedule`), check and write the
     columns the edit may touch, and record the change in the schedule's history."""
-    before = live(conn, schedule_id, org_id, agents)
+    before = live(conn, schedule_id, org_id, agents, lock=True)
     if if_version is not None and before.version not in if_version:
         raise VersionMismatch(schedule_id, if_version, before.version)
     unknown = set(changes) - COLUMNS
@@ -90,6 +98,7 @@ def edit(
         check(before, after)
     _write(conn, before, after, {*changes, *rules.EDIT_ALSO_CHANGES})
     sqlite_history.record_change(conn, before, after, changes.get("last_edited_by"))
+    dialects.announce(conn, schedule_id)
     return after
 
 
@@ -193,10 +202,10 @@ def disable_if_due(conn: Connection, schedule_id: str, expected: datetime, now: 
 
 def advance(conn: Connection, moves: Sequence[Move]) -> list[str]:
     """Compare-and-set `next_run_at` of each move, in order; the ids moved."""
-    # Read, compare and write in one transaction of the only writer: nothing can change
-    # `next_run_at` between the compare and the set.
+    # Read, compare and write in one transaction, the rows locked (SQLite: by its only
+    # writer): nothing can change `next_run_at` between the compare and the set.
     columns = (SCHEDULES.c.id, SCHEDULES.c.next_run_at)
-    rows = rows_by_id(conn, SCHEDULES, (move[0] for move in moves), columns=columns)
+    rows = rows_by_id(conn, SCHEDULES, (move[0] for move in moves), columns=columns, lock=True)
     current = {row.id: row.next_run_at for row in rows}
     moved, writes = [], {}
     for schedule_id, expected, new in moves:

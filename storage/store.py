@@ -1,9 +1,10 @@
 """The store: every read and write of agentcron's state, as one documented interface.
 
 The engine (`daemon/`) and the API (`api/`) type against `Store`; the daemon's composition
-root constructs an implementation (`storage.sqlite_store.SqliteStore`, the only one so
-far). Callers get immutable values from `storage.domain` (and `Page`, `FireState` below);
-nothing of a backend (connections, rows, its own exceptions for the cases below) leaves it.
+root constructs an implementation (`storage.sqlite_store.SqliteStore` on a file, or
+`storage.postgres_store.PostgresStore` on a database a fleet of daemons shares). Callers
+get immutable values from `storage.domain` (and `Page`, `FireState` below); nothing of a
+backend (connections, rows, its own exceptions for the cases below) leaves it.
 
 What every implementation guarantees, and each method's contract relies on:
 

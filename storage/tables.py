@@ -30,6 +30,13 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = String(26)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        # Byte order, whatever the server's locale: a locale's collation may weigh the
+        # punctuation apart from the digits, and the text must sort as the time does.
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(String(26, collation="C"))
+        return dialect.type_descriptor(String(26))
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
@@ -117,12 +124,14 @@ LIST_INDEXES = (
         SCHEDULES.c.owner_user_id,
         SCHEDULES.c.created_at,
         sqlite_where=SCHEDULES.c.deleted_at.is_(None),
+        postgresql_where=SCHEDULES.c.deleted_at.is_(None),
     ),
     Index(
         "ix_schedules_live_org_created",
         SCHEDULES.c.org_id,
         SCHEDULES.c.created_at,
         sqlite_where=SCHEDULES.c.deleted_at.is_(None),
+        postgresql_where=SCHEDULES.c.deleted_at.is_(None),
     ),
 )
 """The lists of an owner's and of an org's live schedules in creation order: read along

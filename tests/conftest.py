@@ -17,8 +17,11 @@ from api.keys import ApiSettings
 from storage.domain import Run, Schedule
 from storage.enums import RunTrigger
 from storage.identities import Directory, DirectoryRef, Org, ServiceUser, User, token_sha256
+from storage.postgres_store import PostgresStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
+from tests.postgres_cluster import cluster as postgres_cluster
+from tests.postgres_cluster import stop_cluster
 from tests.session_service import SessionService
 
 ORG = "org-local"
@@ -150,7 +153,14 @@ async def _open_sqlite(workdir: Path) -> SqliteStore:
     return await SqliteStore.open(workdir / "agentcron.db")
 
 
-STORE_BACKENDS: dict[str, Callable[[Path], Awaitable[Any]]] = {"sqlite": _open_sqlite}
+async def _open_postgres(_workdir: Path) -> PostgresStore:
+    return await PostgresStore.connect(postgres_cluster().new_database())
+
+
+STORE_BACKENDS: dict[str, Callable[[Path], Awaitable[Any]]] = {
+    "sqlite": _open_sqlite,
+    "postgresql": _open_postgres,
+}
 """Every implementation of `storage.store.Store`, by name: how to open a fresh, empty one in
 a directory (closed with `close()`). The store's behavioural suite (`integration/
 test_store.py`) runs once against each; a backend joins it with one entry here."""
@@ -259,6 +269,10 @@ async def api(api_factory: Callable[..., Any]) -> ApiHarness:
     """The API over the shared store, with RecordingEvents and the AgentScope façade enabled."""
     harness: ApiHarness = await api_factory()
     return harness
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_cluster()  # the PostgreSQL cluster, if a test started one
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -146,6 +146,8 @@ TESTED = {
     "update_schedule_columns",
     "LIVE_SCHEDULE",
     "LIVE_SCHEDULE_IN_ORG",
+    "LOCKED_SCHEDULE",
+    "LOCKED_SCHEDULE_IN_ORG",
     "fire_state_query",
 }
 
@@ -194,9 +196,19 @@ async def test_an_update_of_no_row_changes_nothing(twins: Twins) -> None:
     assert twins.same_rows()
 
 
-@pytest.mark.parametrize("in_org", [False, True])
-async def test_the_schedule_reads_read_what_core_reads(twins: Twins, in_org: bool) -> None:
-    statement = prepared.LIVE_SCHEDULE_IN_ORG if in_org else prepared.LIVE_SCHEDULE
+READS = {
+    (False, False): prepared.LIVE_SCHEDULE,
+    (True, False): prepared.LIVE_SCHEDULE_IN_ORG,
+    (False, True): prepared.LOCKED_SCHEDULE,
+    (True, True): prepared.LOCKED_SCHEDULE_IN_ORG,
+}
+
+
+@pytest.mark.parametrize(("in_org", "locked"), sorted(READS))
+async def test_the_schedule_reads_read_what_core_reads(
+    twins: Twins, in_org: bool, locked: bool
+) -> None:
+    statement = READS[in_org, locked]
     extra = {"b_org": "org-local"} if in_org else {}
     for schedule_id in [*await ids(twins.fast), "sched-none"]:
         params = {"b_id": schedule_id, **extra}

@@ -1,0 +1,2 @@
+"""Alembic's environment and the revision scripts of agentcron's schema (see
+`storage.schema_versions`)."""

@@ -1,0 +1,1 @@
+"""One revision per schema version; the file of version n + 1 runs `MIGRATIONS[n]`."""
