@@ -56,6 +56,7 @@ from tests.processes import free_port  # noqa: E402
 ORG = "org-bench"
 TOKEN = "cog_bench_token_0123456789"
 SERVICE_USER = "service-user-bench"
+USER = "user-bench"  # the AgentScope façade's caller (X-User-ID)
 PERMISSIONS = ["ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -138,8 +139,10 @@ def write_config(
     launcher_url: str,
     scheduler: dict[str, Any] | None = None,
     level: str = "info",
+    agentscope: bool = False,
 ) -> Path:
-    """A daemon configuration: one org, one service user holding TOKEN, an http launcher."""
+    """A daemon configuration: one org, one service user holding TOKEN, an http launcher;
+    with `agentscope`, the AgentScope façade too, for USER of the org."""
     from storage.identities import token_sha256
 
     scheduler = {"shutdown_grace": "10s", "max_concurrent_launches": 100} | (scheduler or {})
@@ -163,6 +166,9 @@ def write_config(
             "timeout": "30s",
         },
     }
+    if agentscope:
+        config["agentscope"] = {"enabled": True, "org": ORG}
+        config["users"] = [{"id": USER, "orgs": [ORG], "permissions": ["UseDevinSessions"]}]
     return processes.write_config(directory / "agentcron.toml", config)
 
 
@@ -625,17 +631,10 @@ end
 """
 
 
-def _wrk(plan: LoadPlan) -> Load:
-    body_code = ""
-    if plan.body is not None:
-        lua_body = json.dumps(plan.body).replace("{n}", '" .. counter .. "')
-        body_code = f"body = {lua_body}"
-    script = _WRK_SCRIPT % {
-        "paths": ", ".join(json.dumps(p) for p in plan.paths),
-        "method": plan.method,
-        "auth": f'wrk.headers["Authorization"] = "Bearer {plan.token}"' if plan.token else "",
-        "body": body_code,
-    }
+def _wrk(plan: LoadPlan, script: str | None = None) -> Load:
+    """Run `wrk` for the plan (or with a script of its own, ending in `_WRK_SCRIPT`'s done)."""
+    if script is None:
+        script = _wrk_script(plan)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
@@ -663,6 +662,19 @@ def _wrk(plan: LoadPlan) -> Load:
         raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
     requests, micros, errors, p50, p99, worst, _ = (int(x) for x in line.split()[1:])
     return Load("wrk", requests, micros / 1e6, errors, p50 / 1e6, p99 / 1e6, worst / 1e6)
+
+
+def _wrk_script(plan: LoadPlan) -> str:
+    body_code = ""
+    if plan.body is not None:
+        lua_body = json.dumps(plan.body).replace("{n}", '" .. counter .. "')
+        body_code = f"body = {lua_body}"
+    return _WRK_SCRIPT % {
+        "paths": ", ".join(json.dumps(p) for p in plan.paths),
+        "method": plan.method,
+        "auth": f'wrk.headers["Authorization"] = "Bearer {plan.token}"' if plan.token else "",
+        "body": body_code,
+    }
 
 
 async def _python_load(plan: LoadPlan) -> Load:
@@ -696,6 +708,102 @@ async def _python_load(plan: LoadPlan) -> Load:
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(plan.connections)))
+        elapsed = time.perf_counter() - began
+    return Load(
+        "python-aiohttp",
+        len(latencies),
+        elapsed,
+        errors,
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        max(latencies, default=0.0),
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of a mixed load; `{n}` in its body is replaced by a request counter."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str | None = None
+
+
+_WRK_MIX_SCRIPT = """
+requests = {%(requests)s}
+counter = 0
+request = function()
+  counter = counter + 1
+  local r = requests[(counter %% #requests) + 1]
+  local headers = {}
+  for k, v in pairs(r.headers) do headers[k] = v end
+  local body = nil
+  if r.body then body = (r.body:gsub("{n}", tostring(counter))) end
+  return wrk.format(r.method, r.path, headers, body)
+end
+""" + _WRK_SCRIPT[_WRK_SCRIPT.index("done = function") :]
+
+
+def generate_mix(
+    base: str,
+    requests: Sequence[Request],
+    *,
+    connections: int,
+    seconds: float,
+    use_wrk: bool = True,
+) -> Load:
+    """`connections` keep-alive connections sending `requests` in turn for `seconds`."""
+    if use_wrk and shutil.which("wrk"):
+        return _wrk_mix(base, requests, connections, seconds)
+    return asyncio.run(_python_mix(base, requests, connections, seconds))
+
+
+def _lua_request(request: Request) -> str:
+    headers = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in request.headers.items())
+    body = "nil" if request.body is None else json.dumps(request.body)
+    return (
+        f"{{method = {json.dumps(request.method)}, path = {json.dumps(request.path)}, "
+        f"headers = {{{headers}}}, body = {body}}}"
+    )
+
+
+def _wrk_mix(base: str, requests: Sequence[Request], connections: int, seconds: float) -> Load:
+    script = _WRK_MIX_SCRIPT % {"requests": ",\n".join(map(_lua_request, requests))}
+    plan = LoadPlan(base, "GET", ["/"], connections, seconds, None, None)
+    return _wrk(plan, script=script)
+
+
+async def _python_mix(
+    base: str, requests: Sequence[Request], connections: int, seconds: float
+) -> Load:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = counter = 0
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(base, connector=connector) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors, counter
+            while time.perf_counter() < deadline:
+                counter += 1
+                r = requests[counter % len(requests)]
+                data = None if r.body is None else r.body.replace("{n}", str(counter))
+                began = time.perf_counter()
+                try:
+                    async with session.request(
+                        r.method, r.path, data=data, headers=r.headers
+                    ) as response:
+                        await response.read()
+                        errors += response.status >= 400
+                except aiohttp.ClientError:
+                    errors += 1
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - began
     return Load(
         "python-aiohttp",
