@@ -330,7 +330,7 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
     schedule = await owned_schedule(request, caller)
     body = await request.app[STORE].encode_runs(
         schedule.id,
-        json_rows.SESSION_FIELDS,
+        json_rows.session_fields(),
         json_rows.agentscope_session_list,
         limit=query.limit,
         offset=query.offset,

@@ -17,12 +17,12 @@ without a second edit. AgentScope's record is its own shape, written out in
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 import orjson
 import pydantic_core
 
-from api.agentscope_models import SessionItem
 from api.devin_models import DevinSchedule
 from api.wire import RunJson
 from storage.catalogue import wire_names
@@ -108,13 +108,24 @@ def agentscope_schedule_list(rows: list[Row], total: int) -> bytes:
     return _object({"schedules": records, "total": dumps(total)})
 
 
-_SESSION_KEYS: Final = tuple(SessionItem.model_fields)
-SESSION_FIELDS: Final = tuple("id" if key == "run_id" else key for key in _SESSION_KEYS)
+@functools.cache
+def _session_keys() -> tuple[str, ...]:
+    # The façade's models are imported only where it is served (they cost start-up ~9 ms).
+    from api.agentscope_models import SessionItem
+
+    return tuple(SessionItem.model_fields)
+
+
+@functools.cache
+def session_fields() -> tuple[str, ...]:
+    """The run fields of an AgentScope session, in `SessionItem`'s order."""
+    return tuple("id" if key == "run_id" else key for key in _session_keys())
 
 
 def agentscope_session_list(rows: list[Row], total: int) -> bytes:
-    """`SessionList` of the rows of `SESSION_FIELDS`."""
-    sessions = _array([dict(zip(_SESSION_KEYS, row, strict=True)) for row in rows])
+    """`SessionList` of the rows of `session_fields()`."""
+    keys = _session_keys()
+    sessions = _array([dict(zip(keys, row, strict=True)) for row in rows])
     return _object({"sessions": sessions, "total": dumps(total)})
 
 

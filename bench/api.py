@@ -19,6 +19,15 @@ user owning 100 schedules and of one owning 10,000, each at 10 connections, with
 longest loop callback and the lateness of a schedule due every second during each load;
 the baseline is the same daemon answering the list as it did before (pydantic models on
 the event loop, `legacy_lists.py`), in the same run.
+
+Mixed traffic (`--cases mixed`, or `all`): the daemon with the AgentScope façade on, 1,000
+more schedules owned by its user; GET, PATCH and POST on both façades (Devin's with the
+bearer token, AgentScope's `/schedule/...` with `X-User-ID`) interleaved one by one, at 10
+and 50 connections, beside each of the six kinds alone in the same daemon run (the mix runs
+before and after them; its rate is the mean of the two), and the four kinds of write mixed
+without the reads. The ratio is the mixed rate over the rate the single-kind rates predict
+for the same mix (their harmonic mean: every request costing what it costs alone); 1.0 means
+mixing costs nothing.
 """
 
 from __future__ import annotations
@@ -123,6 +132,140 @@ def measure_baseline(
         server.stop()
 
 
+# --------------------------------------------------------------------------- mixed traffic
+
+MIX_CONNECTIONS = (10, 50)
+
+
+def seed_agentscope(path: Path) -> list[str]:
+    """SCHEDULES schedules owned by the AgentScope façade's user, in the same database."""
+    now = datetime.now(UTC)
+    schedules = [
+        common.bench_schedule(
+            f"scope-{i:04}", now=now, cron="0 0 1 1 *", owner_user_id=common.USER, agent="bench"
+        )
+        for i in range(SCHEDULES)
+    ]
+    common.seed(path, schedules, now=now)
+    return [schedule.id for schedule in schedules]
+
+
+def kinds(devin_ids: list[str], scope_ids: list[str]) -> dict[str, list[common.Request]]:
+    """The six kinds of request, each a list taken in turn (GET and PATCH over the ids)."""
+    devin = {"Authorization": f"Bearer {common.TOKEN}", "Content-Type": "application/json"}
+    scope = {"X-User-ID": common.USER, "Content-Type": "application/json"}
+    collection = f"/v3/organizations/{common.ORG}/schedules"
+    devin_post = '{"name": "new-{n}", "prompt": "Triage the new issues.", "frequency": "0 0 1 1 *"}'
+    scope_post = (
+        '{"agent_id": "bench", "name": "scope-new-{n}", "description": "Triage the new issues.",'
+        ' "cron_expression": "0 0 1 1 *"}'
+    )
+    R = common.Request
+    return {
+        "Devin GET": [R("GET", f"{collection}/{i}", devin) for i in devin_ids],
+        "Devin PATCH": [R("PATCH", f"{collection}/{i}", devin, '{"name": "renamed-{n}"}')
+                        for i in devin_ids],
+        "Devin POST": [R("POST", collection, devin, devin_post)],
+        "AgentScope GET": [R("GET", f"/schedule/{i}", scope) for i in scope_ids],
+        "AgentScope PATCH": [R("PATCH", f"/schedule/{i}", scope, '{"name": "scope-renamed-{n}"}')
+                             for i in scope_ids],
+        "AgentScope POST": [R("POST", "/schedule/", scope, scope_post)],
+    }  # fmt: skip
+
+
+def interleaved(by_kind: dict[str, list[common.Request]]) -> list[common.Request]:
+    """One request of each kind in turn, each kind walking its own list."""
+    longest = max(len(requests) for requests in by_kind.values())
+    return [requests[i % len(requests)] for i in range(longest) for requests in by_kind.values()]
+
+
+def measure_mixed(
+    seeded: Path, workdir: Path, by_kind: dict[str, list[common.Request]], seconds: float,
+    use_wrk: bool,
+) -> tuple[dict[str, common.Load], float]:  # fmt: skip
+    """Each kind alone, then the mix, at each connection count, in one daemon run."""
+    run_dir = workdir / "mixed"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    shutil.copy(seeded, run_dir / "agentcron.db")
+    sessions = common.SessionServer(run_dir)
+    config = common.write_config(
+        run_dir, port=common.free_port(), launcher_url=sessions.url, agentscope=True
+    )
+    daemon = common.Daemon(config)
+    # The mix before and after the kinds alone: the machine's other load drifts, and the
+    # mean of the two cancels a steady drift. The writes alone, mixed, tell apart what
+    # reads interleaved with writes cost from what the writes' own mix costs.
+    writes = {name: requests for name, requests in by_kind.items() if "GET" not in name}
+    mix = interleaved(by_kind)
+    cases = {"mixed": mix, **by_kind, "writes mixed": interleaved(writes), "mixed again": mix}
+    results: dict[str, common.Load] = {}
+    try:
+        daemon.wait_ready()
+        started = time.time()
+        load = common.generate_mix
+        load(daemon.base, cases["mixed"], connections=10, seconds=seconds, use_wrk=use_wrk)
+        for connections in MIX_CONNECTIONS:
+            for name, requests in cases.items():
+                results[f"{name} {connections} conns"] = load(
+                    daemon.base, requests, connections=connections, seconds=seconds,
+                    use_wrk=use_wrk,
+                )  # fmt: skip
+        stall = common.worst_lag(daemon.probe(), started, time.time(), "callback")[0]
+    finally:
+        daemon.stop()
+        sessions.stop()
+    if daemon.errors():
+        print(f"   warning: the daemon logged {len(daemon.errors())} errors")
+    return results, stall
+
+
+def report_mixed(runs: list[dict[str, common.Load]], kinds: list[str], stall: float) -> None:
+    print(f"-- mixed traffic, medians of {len(runs)} runs")
+    print(f"   {'':28} {'req/s':>8} {'p99':>9} {'max':>9} {'errors':>7}")
+    writes = [name for name in kinds if "GET" not in name]
+    for connections in MIX_CONNECTIONS:
+        rates = {}
+        for name in ["mixed", *kinds, "writes mixed", "mixed again"]:
+            key = f"{name} {connections} conns"
+            rate = common.median(r[key].rate for r in runs)
+            p99 = common.median(r[key].p99 for r in runs)
+            worst = common.median(r[key].max for r in runs)
+            errors = sum(r[key].errors for r in runs)
+            print(f"   {key:28} {rate:8.0f} {common.ms(p99):>9} {common.ms(worst):>9} {errors:7}")
+            rates[name] = rate
+        predicted = len(kinds) / sum(1 / rates[name] for name in kinds)
+        mixed_rate = (rates["mixed"] + rates["mixed again"]) / 2
+        print(
+            f"   {connections} conns: mixed (mean of both) / single-kind prediction "
+            f"{mixed_rate / predicted:.2f}x "
+            f"(predicted {predicted:.0f} req/s: the harmonic mean of the six kinds alone)"
+        )
+        predicted = len(writes) / sum(1 / rates[name] for name in writes)
+        print(
+            f"   {connections} conns: writes mixed / their prediction "
+            f"{rates['writes mixed'] / predicted:.2f}x (predicted {predicted:.0f} req/s)"
+        )
+    print(f"   longest callback under load: {common.callback_ms(stall)} (<= 100 ms)")
+
+
+def mixed(seeded: Path, workdir: Path, ids: list[str], args: argparse.Namespace) -> None:
+    both = workdir / "seeded-both.db"  # the single-kind cases keep their 1,000 schedules
+    shutil.copy(seeded, both)
+    by_kind = kinds(ids, seed_agentscope(both))
+    seeded = both
+    runs, stalls = [], []
+    for _ in range(args.runs):
+        results, stall = measure_mixed(
+            seeded, workdir, by_kind, args.seconds, use_wrk=not args.python_load
+        )
+        runs.append(results)
+        stalls.append(stall)
+        for name, load in results.items():
+            print(f"   {name:28} {load.line()}")
+    report_mixed(runs, list(by_kind), max(stalls))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s loads, one run")
@@ -130,14 +273,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int)
     parser.add_argument("--python-load", action="store_true", help="never use wrk")
     parser.add_argument("--lists", action="store_true", help="the AgentScope list case")
+    parser.add_argument("--cases", choices=("all", "single", "mixed"), default="all")
     args = parser.parse_args()
     if args.lists:
         import api_lists
 
         api_lists.main(args.seconds or (3.0 if args.quick else 10.0), not args.python_load)
         return
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
-    runs = args.runs or (1 if args.quick else 3)
+    seconds = args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    runs = args.runs = args.runs or (1 if args.quick else 3)
     common.header(f"API: {SCHEDULES} schedules, {seconds:g} s loads, {runs} runs")
     ours: list[dict[str, common.Load]] = []
     theirs: list[dict[str, common.Load]] = []
@@ -146,6 +290,10 @@ def main() -> None:
         seeded = workdir / "seeded.db"
         ids = seed_database(seeded)
         work = loads(ids, seconds, use_wrk=not args.python_load)
+        if args.cases != "single":
+            mixed(seeded, workdir, ids, args)
+        if args.cases == "mixed":
+            return
         for _ in range(runs):
             results, stall = measure_agentcron(seeded, workdir, work)
             ours.append(results)

@@ -6,7 +6,8 @@ time. Run as a script, this module also serves the helper processes the benchmar
 
     python bench/common.py session-server PORT_FILE
         A fast Devin-style session service: answers `{"session_id", "url"}` at once and
-        records when each create-session request arrived (GET /stats, POST /reset).
+        records when each create-session request arrived, by its title and by the run id
+        its `Idempotency-Key` header carries (GET /stats, POST /reset).
     python bench/common.py probed-serve CONFIG PROBE_FILE
         `agentcron serve --config CONFIG`, the same code path as `python -m daemon.cli
         serve`, with a probe writing to PROBE_FILE: when the imports were done, every
@@ -58,6 +59,7 @@ SERVICE_USER = "service-user-bench"
 LIST_ENCODER_ENV = "BENCH_LIST_ENCODER"
 """`models`: the probed daemon answers AgentScope's list as it did before the lists were
 encoded from rows (`legacy_lists`), the baseline of `api_lists.py`."""
+USER = "user-bench"  # the AgentScope façade's caller (X-User-ID)
 PERMISSIONS = ["ManageOrgSchedules", "ImpersonateOrgSessions", "ManageOrgPlaybooks"]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -141,9 +143,11 @@ def write_config(
     scheduler: dict[str, Any] | None = None,
     level: str = "info",
     extra: dict[str, Any] | None = None,
+    agentscope: bool = False,
 ) -> Path:
     """A daemon configuration: one org, one service user holding TOKEN, an http launcher;
-    `extra` sections added (or replaced) at the top level."""
+    with `agentscope`, the AgentScope façade too, for USER of the org; `extra` sections added
+    (or replaced) at the top level."""
     from storage.identities import token_sha256
 
     scheduler = {"shutdown_grace": "10s", "max_concurrent_launches": 100} | (scheduler or {})
@@ -167,6 +171,9 @@ def write_config(
             "timeout": "30s",
         },
     }
+    if agentscope:
+        config["agentscope"] = {"enabled": True, "org": ORG}
+        config["users"] = [{"id": USER, "orgs": [ORG], "permissions": ["UseDevinSessions"]}]
     return processes.write_config(directory / "agentcron.toml", config | (extra or {}))
 
 
@@ -279,7 +286,8 @@ class SessionServer(Helper):
         self.url = self.base + "/v3/organizations/{org_id}/sessions"
 
     def stats(self) -> dict[str, Any]:
-        """{"count": n, "arrivals": [unix seconds...]} of the create-session requests so far."""
+        """{"count": n, "arrivals": [unix seconds...], "titles": [...], "by_run": {run id:
+        unix seconds}} of the create-session requests so far."""
         return http_json(self.base + "/stats")  # type: ignore[no-any-return]
 
     def reset(self) -> None:
@@ -346,6 +354,16 @@ class Daemon:
 # --------------------------------------------------------------------------- fires
 
 
+@dataclass(frozen=True)
+class PerRun:
+    """Each on-time run's steps, in seconds after its nominal instant (see `per_run`)."""
+
+    claimed: list[float]  # its batch's claim was known committed (`fire_batch_claimed`)
+    dispatched: list[float]  # `dispatched_at`: committed just before the request left
+    received: list[float]  # the session service received the request (by Idempotency-Key)
+    unmatched: int  # on-time runs missing one of the three
+
+
 @dataclass
 class Fires:
     """What the daemon did with schedules due at known instants."""
@@ -360,6 +378,7 @@ class Fires:
     ready_s: float
     worst_gc: float = 0.0
     worst_callback: float = 0.0
+    per_run: PerRun | None = None
 
     @property
     def dropped(self) -> int:
@@ -379,8 +398,9 @@ def measure_fires(
     every one fired and finished (or `patience` s after the last instant), and measure."""
     seed(workdir / "agentcron.db", schedules, now=seeded_at)
     sessions = SessionServer(workdir)
+    # At debug the daemon logs one `fire_batch_claimed` a batch; it has no other debug event.
     config = write_config(workdir, port=free_port(), launcher_url=sessions.url,
-                          scheduler=scheduler)  # fmt: skip
+                          scheduler=scheduler, level="debug")  # fmt: skip
     daemon = Daemon(config)
     first, last = min(instants.values()), max(instants.values())
     try:
@@ -405,7 +425,58 @@ def measure_fires(
     fires = _fires(workdir, instants, stats, stall, over, ready)
     fires.worst_gc = collections
     fires.worst_callback = callback
+    fires.per_run = per_run(workdir / "agentcron.db", daemon.log, instants, stats["by_run"])
     return fires
+
+
+def claim_commits(log: Path) -> dict[str, float]:
+    """{run id: when its batch's claim was known committed} from a daemon log at debug."""
+    found: dict[str, float] = {}
+    with contextlib.suppress(OSError), log.open(errors="replace") as lines:
+        for line in lines:
+            if '"fire_batch_claimed"' in line:
+                event = json.loads(line)
+                found.update(dict.fromkeys(event["run_ids"], event["committed_at"]))
+    return found
+
+
+def per_run(
+    db_path: Path, log: Path, instants: dict[str, datetime], arrivals: dict[str, float]
+) -> PerRun:
+    """Claim commit, dispatch and arrival of every on-time run, against its instant.
+
+    The claim commit is the `fire_batch_claimed` event of the run's batch (the daemon logs
+    it at debug, one a batch, with the batch's run ids); `dispatched_at` is per run; the
+    arrival is the session service's, keyed by the run id the Idempotency-Key carries.
+    """
+    import sqlite3
+
+    commits = claim_commits(log)
+    claimed, dispatched, received, unmatched = [], [], [], 0
+    with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as conn:
+        rows = conn.execute(
+            "SELECT r.id, r.scheduled_for, r.dispatched_at, s.name FROM runs r "
+            "JOIN schedules s ON s.id = r.schedule_id WHERE r.trigger IN ('cron', 'one_time')"
+        ).fetchall()
+    for run_id, scheduled_for, dispatched_at, name in rows:
+        nominal = instants.get(name)
+        if nominal is None or _instant(scheduled_for) != nominal:
+            continue
+        commit, arrival = commits.get(run_id), arrivals.get(run_id)
+        if commit is None or dispatched_at is None or arrival is None:
+            unmatched += 1
+            continue
+        due = nominal.timestamp()
+        claimed.append(commit - due)
+        dispatched.append(_instant(dispatched_at).timestamp() - due)
+        received.append(arrival - due)
+    return PerRun(claimed, dispatched, received, unmatched)
+
+
+def _instant(stored: str) -> datetime:
+    """A stored instant (ISO text, UTC) as an aware datetime."""
+    value = datetime.fromisoformat(stored)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _wait_finished(db_path: Path, *, deadline: float) -> None:
@@ -467,6 +538,19 @@ def fires_line(label: str, fires: Fires) -> str:
         f"launches received {len(launch)}, last {ms(max(launch, default=0.0))} after its "
         f"instant; loop lag max {ms(fires.worst_stall)}, longest callback "
         f"{callback_ms(fires.worst_callback)}, longest full GC {ms(fires.worst_gc)}"
+        + ("" if fires.per_run is None else per_run_line(fires.per_run))
+    )
+
+
+def per_run_line(steps: PerRun) -> str:
+    figures = {"claimed": steps.claimed, "left": steps.dispatched, "received": steps.received}
+    return (
+        "; per run p50/p99/max "
+        + ", ".join(
+            f"{name} {ms(percentile(x, 0.5))}/{ms(percentile(x, 0.99))}/{ms(max(x, default=0.0))}"
+            for name, x in figures.items()
+        )
+        + f" ({steps.unmatched} unmatched)"
     )
 
 
@@ -556,20 +640,10 @@ end
 """
 
 
-def _wrk(plan: LoadPlan) -> Load:
-    body_code = ""
-    if plan.body is not None:
-        lua_body = json.dumps(plan.body).replace("{n}", '" .. counter .. "')
-        body_code = f"body = {lua_body}"
-    script = _WRK_SCRIPT % {
-        "paths": ", ".join(json.dumps(p) for p in plan.paths),
-        "method": plan.method,
-        "headers": "\n".join(
-            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
-            for name, value in plan.headers.items()
-        ),
-        "body": body_code,
-    }
+def _wrk(plan: LoadPlan, script: str | None = None) -> Load:
+    """Run `wrk` for the plan (or with a script of its own, ending in `_WRK_SCRIPT`'s done)."""
+    if script is None:
+        script = _wrk_script(plan)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
@@ -597,6 +671,22 @@ def _wrk(plan: LoadPlan) -> Load:
         raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
     requests, micros, errors, p50, p99, worst, _ = (int(x) for x in line.split()[1:])
     return Load("wrk", requests, micros / 1e6, errors, p50 / 1e6, p99 / 1e6, worst / 1e6)
+
+
+def _wrk_script(plan: LoadPlan) -> str:
+    body_code = ""
+    if plan.body is not None:
+        lua_body = json.dumps(plan.body).replace("{n}", '" .. counter .. "')
+        body_code = f"body = {lua_body}"
+    return _WRK_SCRIPT % {
+        "paths": ", ".join(json.dumps(p) for p in plan.paths),
+        "method": plan.method,
+        "headers": "\n".join(
+            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
+            for name, value in plan.headers.items()
+        ),
+        "body": body_code,
+    }
 
 
 async def _python_load(plan: LoadPlan) -> Load:
@@ -640,6 +730,102 @@ async def _python_load(plan: LoadPlan) -> Load:
     )
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request of a mixed load; `{n}` in its body is replaced by a request counter."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str | None = None
+
+
+_WRK_MIX_SCRIPT = """
+requests = {%(requests)s}
+counter = 0
+request = function()
+  counter = counter + 1
+  local r = requests[(counter %% #requests) + 1]
+  local headers = {}
+  for k, v in pairs(r.headers) do headers[k] = v end
+  local body = nil
+  if r.body then body = (r.body:gsub("{n}", tostring(counter))) end
+  return wrk.format(r.method, r.path, headers, body)
+end
+""" + _WRK_SCRIPT[_WRK_SCRIPT.index("done = function") :]
+
+
+def generate_mix(
+    base: str,
+    requests: Sequence[Request],
+    *,
+    connections: int,
+    seconds: float,
+    use_wrk: bool = True,
+) -> Load:
+    """`connections` keep-alive connections sending `requests` in turn for `seconds`."""
+    if use_wrk and shutil.which("wrk"):
+        return _wrk_mix(base, requests, connections, seconds)
+    return asyncio.run(_python_mix(base, requests, connections, seconds))
+
+
+def _lua_request(request: Request) -> str:
+    headers = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in request.headers.items())
+    body = "nil" if request.body is None else json.dumps(request.body)
+    return (
+        f"{{method = {json.dumps(request.method)}, path = {json.dumps(request.path)}, "
+        f"headers = {{{headers}}}, body = {body}}}"
+    )
+
+
+def _wrk_mix(base: str, requests: Sequence[Request], connections: int, seconds: float) -> Load:
+    script = _WRK_MIX_SCRIPT % {"requests": ",\n".join(map(_lua_request, requests))}
+    plan = LoadPlan(base, "GET", ["/"], connections, seconds, None, {})
+    return _wrk(plan, script=script)
+
+
+async def _python_mix(
+    base: str, requests: Sequence[Request], connections: int, seconds: float
+) -> Load:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = counter = 0
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(base, connector=connector) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors, counter
+            while time.perf_counter() < deadline:
+                counter += 1
+                r = requests[counter % len(requests)]
+                data = None if r.body is None else r.body.replace("{n}", str(counter))
+                began = time.perf_counter()
+                try:
+                    async with session.request(
+                        r.method, r.path, data=data, headers=r.headers
+                    ) as response:
+                        await response.read()
+                        errors += response.status >= 400
+                except aiohttp.ClientError:
+                    errors += 1
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - began
+    return Load(
+        "python-aiohttp",
+        len(latencies),
+        elapsed,
+        errors,
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        max(latencies, default=0.0),
+    )
+
+
 # --------------------------------------------------------------------------- helper servers
 
 
@@ -664,20 +850,26 @@ async def session_server(port_file: Path) -> None:
 
     arrivals: list[float] = []
     titles: list[str] = []
+    by_run: dict[str, float] = {}
 
     async def create(request: web.Request) -> web.Response:
-        arrivals.append(time.time())
+        arrived = time.time()
+        arrivals.append(arrived)
+        if run_id := request.headers.get("Idempotency-Key"):
+            by_run.setdefault(run_id, arrived)  # the first arrival; a re-send keeps it
         body = await request.json()
         titles.append(body.get("title", ""))
         session_id = f"bench-{len(arrivals)}"
         return web.json_response({"session_id": session_id, "url": f"http://s/{session_id}"})
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({"count": len(arrivals), "arrivals": arrivals, "titles": titles})
+        answer = {"count": len(arrivals), "arrivals": arrivals, "titles": titles, "by_run": by_run}
+        return web.json_response(answer)
 
     async def reset(request: web.Request) -> web.Response:
         arrivals.clear()
         titles.clear()
+        by_run.clear()
         return web.json_response({})
 
     app = web.Application()

@@ -1,23 +1,26 @@
 """`agentcron` command line: serve, check-config, backup, cron next, token new, --version
-(and the operator CLI)."""
+(and the operator CLI).
+
+What only some commands need is imported when one of them runs: `agentcron serve` starts
+without the operator CLI (and its HTTP client), the package metadata or `secrets`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from daemon.db_cli import add_db_commands
-from daemon.operator_cli import add_commands as add_operator_commands
-from daemon.operator_cli import separate_json_body
 from storage import cron
 from storage.identities import token_sha256
 
 Command = Callable[[argparse.Namespace], int]
+DAEMON_COMMANDS = frozenset({"serve", "check-config", "backup", "cron", "token"})
+"""The commands of this module; any other first argument may be the operator CLI's."""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -116,6 +119,8 @@ def _out_of_range(args: argparse.Namespace, after: datetime, found: int) -> str:
 
 
 def _token_new(args: argparse.Namespace) -> int:
+    import secrets
+
     token = args.prefix + secrets.token_urlsafe(32)
     print(f"token:  {token}")
     print(f"sha256: {token_sha256(token)}")
@@ -130,15 +135,29 @@ def _positive(text: str) -> int:
 
 
 def _version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("agentcron")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """`--version`, reading the package metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"agentcron {_version()}")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
+def build_parser(*, operator: bool = True) -> argparse.ArgumentParser:
+    """The parser; without `operator`, only this module's commands."""
     parser = argparse.ArgumentParser(prog="agentcron", description="Cron for AI-agent sessions.")
-    parser.add_argument("--version", action="version", version=f"agentcron {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
@@ -176,13 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     new.set_defaults(func=_token_new)
 
     add_db_commands(commands)
-    add_operator_commands(commands)
+    if operator:
+        from daemon.operator_cli import add_commands
+
+        add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    given = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(separate_json_body(given))
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in DAEMON_COMMANDS:
+        args = build_parser(operator=False).parse_args(given)
+    else:
+        from daemon.operator_cli import separate_json_body
+
+        args = build_parser().parse_args(separate_json_body(given))
     func: Command = args.func
     return func(args)
 

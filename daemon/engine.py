@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -560,6 +561,9 @@ class Engine:
                     decisions.append(decision)
             runs = [decision.run for decision in decisions if decision.run is not None]
             claimed = {run.id for run in await self.store.claim_runs(runs)}
+            if log.is_enabled_for(logging.DEBUG):  # one event a batch; its ids only at debug
+                committed_at = time.time()  # the claim's commit was just handed back
+                log.debug("fire_batch_claimed", committed_at=committed_at, run_ids=list(claimed))
             async for decision in yielding(decisions):
                 self._carry_out(decision, claimed, now)
             await self._advance(decisions, now)

@@ -29,8 +29,6 @@ from daemon.notify_messages import (
     log_fields,
     should_notify,
 )
-from daemon.notify_slack import post_slack_message, slack_message
-from daemon.notify_webhook import post_webhook_event, webhook_events
 from daemon.retry import Backoff, Retrying, RetryPolicy, retry
 from daemon.secrets import read_secret
 from storage.clock import Clock, SystemClock
@@ -165,9 +163,14 @@ class Notifier:
         schedule, run = finished.schedule, finished.run
         if not should_notify(schedule.notify_on, run.status, auto_paused=finished.auto_paused):
             return
+        # Each client's module is imported at its first message, not at start-up.
         if schedule.slack_channel_id and self._slack_token() is not None:
+            from daemon.notify_slack import slack_message
+
             yield slack_message(finished)
         if self._config.webhook_url:
+            from daemon.notify_webhook import webhook_events
+
             yield from webhook_events(finished, now=self._clock.now())
 
     def _enqueue(self, notification: Notification) -> None:
@@ -271,6 +274,8 @@ class Notifier:
         if token is None:
             raise DeliveryError("no Slack token", retryable=False)
         api_url = self._config.slack_api_url
+        from daemon.notify_slack import post_slack_message
+
         await post_slack_message(self._transport, message, api_url=api_url, token=token)
 
     async def _send_webhook(self, event: WebhookEvent) -> None:
@@ -281,6 +286,8 @@ class Notifier:
         secret = self._secret(self._config.webhook_secret_env)
         if secret is None:
             self._warn_once("webhook_secret_missing", secret=self._config.webhook_secret_env)
+        from daemon.notify_webhook import post_webhook_event
+
         await post_webhook_event(
             self._transport, event, url=url, timestamp=timestamp, secret=secret
         )

@@ -20,14 +20,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
-
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 
 from storage.domain import Run, Schedule
 from storage.enums import PromptFormat
+
+if TYPE_CHECKING:  # jinja2 is imported at the first template, not at start-up (~25 ms)
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
 
 MAX_PROMPT_CHARS: Final = 100_000
 """The longest prompt a template may render; longer is an error, not a truncation."""
@@ -52,11 +53,16 @@ class PromptFacts:
 
 @cache
 def _environment() -> SandboxedEnvironment:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 def check_template(source: str) -> None:
     """Raise PromptError (`template error at line N: …`) unless `source` parses."""
+    from jinja2 import TemplateSyntaxError
+
     try:
         _environment().parse(source)
     except TemplateSyntaxError as error:
@@ -78,6 +84,8 @@ def render_prompt(schedule: Schedule, facts: PromptFacts) -> str:
     """
     if schedule.prompt_format != PromptFormat.TEMPLATE:
         return schedule.prompt
+    from jinja2 import TemplateError
+
     template = _compiled(schedule.prompt)
     variables = _variables(schedule, facts)
     previous = sys.gettrace()

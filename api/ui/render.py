@@ -1,4 +1,8 @@
-"""Rendering pages: the Jinja2 environment, its filters, and the headers every page carries."""
+"""Rendering pages: the Jinja2 environment, its filters, and the headers every page carries.
+
+Jinja2 is imported, and the environment built, when the first page is rendered: a daemon
+whose dashboard nobody opens never pays for it at start-up.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ import json
 import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from api.ui.context import CALLER, SESSION
 from api.ui.describe import cron_in_words
+
+if TYPE_CHECKING:
+    import jinja2
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -29,9 +34,12 @@ HEADERS = {
 """No caching of pages that show an org's data; only our own scripts, styles and forms."""
 
 
-def setup_templates(app: web.Application) -> None:
-    env = aiohttp_jinja2.setup(
-        app,
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The pages' environment, built once: it holds no state of any one app or request."""
+    import jinja2
+
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("api.ui", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
@@ -46,6 +54,7 @@ def setup_templates(app: web.Application) -> None:
         change_value=change_value_text,
     )
     env.globals["timezones"] = timezone_names
+    return env
 
 
 @functools.cache
@@ -66,8 +75,8 @@ def page(
         "flash": session.take_flash() if session else None,
         "path": request.path,
     }
-    response = aiohttp_jinja2.render_template(template, request, common | dict(context))
-    response.set_status(status)
+    text = environment().get_template(template).render(common | dict(context))
+    response = web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
     response.headers.update(HEADERS)
     return response
 

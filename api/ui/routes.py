@@ -14,7 +14,6 @@ from api.ui.errors import html_errors
 from api.ui.guard import guard
 from api.ui.health_page import health_page
 from api.ui.preview import cron_preview
-from api.ui.render import setup_templates
 from api.ui.runs_page import runs_page
 from api.ui.schedule_page import (
     confirm_delete,
@@ -44,7 +43,6 @@ def add_dashboard(app: web.Application, *, facts: DaemonFacts | None) -> None:
         facts=facts,
         sessions=SessionTable(app[CLOCK], idle),
     )
-    setup_templates(ui)
     _add_routes(ui.router)
     app.add_subapp(PREFIX, ui)
 

@@ -245,7 +245,7 @@ async def test_run_pages_are_byte_for_byte_the_models_answers(
         schedule_id, json_rows.RUN_FIELDS, json_rows.run_page(offset), **window
     )
     encoded_sessions = await store.encode_runs(
-        schedule_id, json_rows.SESSION_FIELDS, json_rows.agentscope_session_list, **window
+        schedule_id, json_rows.session_fields(), json_rows.agentscope_session_list, **window
     )
     assert encoded_devin == devin.model_dump_json().encode()
     assert encoded_sessions == sessions.model_dump_json().encode()
