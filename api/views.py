@@ -109,6 +109,6 @@ async def send_encoded(request: web.Request, body: bytes) -> web.StreamResponse:
         for start in range(0, len(body), SLICE_BYTES):
             await response.write(view[start : start + SLICE_BYTES])
         await response.write_eof()
-    except ConnectionResetError:
+    except ConnectionError:  # reset, or lost while waiting for the socket to drain
         pass  # the client went away (a long list takes a while): no one is left to answer
     return response
