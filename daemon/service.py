@@ -37,11 +37,12 @@ from daemon.preflight import log_config_warnings
 from daemon.reload import Reloader
 from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
-from storage.db import SCHEMA_VERSION, file_version
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
 from storage.postgres_db import display_url, server_version
 from storage.postgres_store import PostgresStore
+from storage.schema_steps import SCHEMA_VERSION
+from storage.sqlite_file import file_version
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
 

@@ -27,7 +27,7 @@ A new schedule field touches at most three files of code:
 1. `storage/catalogue.py`: its line in `Schedule` (type, default, and the markers saying
    who sets, answers and clears it; a check its values need is its `Checked` type,
    written inline or taken from `storage.values`);
-2. `storage/db.py`: the migration that adds its column to databases made before it
+2. `storage/schema_steps.py`: the migration that adds its column to databases made before it
    (`MIGRATIONS`, `SCHEMA_VERSION`);
 3. only when a façade shows it in a shape of its own, that façade's models module:
    `api/devin_models.py` (`DevinSchedule.of`, as it renders `playbook_id` as

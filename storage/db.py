@@ -19,19 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import sqlite3
-import stat
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, NestedTransaction
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel
@@ -42,89 +39,22 @@ from storage import (
 )
 from storage.errors import SchemaError, StoreUnavailable
 from storage.errors import StoreError as StoreError  # re-exported: its earlier home
+from storage.schema_steps import SCHEMA_VERSION
+from storage.sqlite_file import (
+    TABLES,
+    align_companions,
+    check_file,
+    check_version,
+    create_private,
+)
+from storage.write_batches import WriteOp, batch_of, each_of, unavailable
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 7
-"""Bumped with every schema change; `MIGRATIONS[n]` upgrades a database from version n, run
-by the Alembic revision of version n + 1 (`storage/migrations/versions/`; see
-`storage.schema_versions` and ARCHITECTURE.md)."""
-
-
-def _add_run_dispatched_at(conn: Connection) -> None:
-    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN dispatched_at VARCHAR(26)")
-    # An earlier release did not record it: a run it left launching may have been sent.
-    conn.exec_driver_sql("UPDATE runs SET dispatched_at = started_at WHERE status = 'launching'")
-
-
-def _add_schedule_launcher(conn: Connection) -> None:
-    # NULL: the default launcher, which is what every earlier schedule used.
-    conn.exec_driver_sql("ALTER TABLE schedules ADD COLUMN launcher VARCHAR")
-
-
-def _add_schedule_prompt_format(conn: Connection) -> None:
-    conn.exec_driver_sql(
-        "ALTER TABLE schedules ADD COLUMN prompt_format VARCHAR NOT NULL DEFAULT 'text'"
-    )
-
-
-def _add_run_session_status(conn: Connection) -> None:
-    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN session_status VARCHAR")
-
-
-def _add_schedule_history(conn: Connection) -> None:
-    # The same table `storage.tables.ScheduleHistoryRow` creates in a new database: ids
-    # numbered by the database (SQLite's INTEGER PRIMARY KEY is its rowid; PostgreSQL's, a
-    # sequence).
-    serial = "SERIAL" if conn.dialect.name == "postgresql" else "INTEGER"
-    conn.exec_driver_sql(
-        "CREATE TABLE schedule_history ("
-        f" id {serial} NOT NULL PRIMARY KEY,"
-        " schedule_id VARCHAR NOT NULL,"
-        " org_id VARCHAR NOT NULL,"
-        " at VARCHAR(26) NOT NULL,"
-        ' "by" VARCHAR,'
-        " action VARCHAR NOT NULL,"
-        " changes JSON NOT NULL)"
-    )
-    conn.exec_driver_sql(
-        "CREATE INDEX ix_schedule_history_schedule ON schedule_history (schedule_id, id)"
-    )
-
-
-def _add_list_indexes(conn: Connection) -> None:
-    # As `storage.tables.LIST_INDEXES` declares them for a new database.
-    conn.exec_driver_sql(
-        "CREATE INDEX IF NOT EXISTS ix_schedules_live_owner_created "
-        "ON schedules (org_id, owner_user_id, created_at) WHERE deleted_at IS NULL"
-    )
-    conn.exec_driver_sql(
-        "CREATE INDEX IF NOT EXISTS ix_schedules_live_org_created "
-        "ON schedules (org_id, created_at) WHERE deleted_at IS NULL"
-    )
-
-
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _add_run_dispatched_at,
-    2: _add_schedule_launcher,
-    3: _add_schedule_prompt_format,
-    4: _add_run_session_status,
-    5: _add_schedule_history,
-    6: _add_list_indexes,
-}
 
 MAX_BATCH = 256
 READERS = 4
 BULK_SWITCH_INTERVAL = 0.001
 """The GIL switch interval while a bulk read runs (Python's default is 0.005 s)."""
-
-
-@dataclass(slots=True)
-class _WriteOp:
-    fn: Callable[[Connection], Any]
-    future: asyncio.Future[Any]
-    result: Any = None
-    error: BaseException | None = None
 
 
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -169,98 +99,10 @@ def _busy(exc: OperationalError) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _check_file(path: Path) -> None:
-    """Refuse a file that exists but is not an agentcron database this version can use.
-
-    Runs before anything opens the file for writing: even switching it to WAL would
-    change a foreign database's header. The file is read as immutable, which creates no
-    -wal or -shm file; what a -wal file may add is checked again when the writer opens it.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb") as handle:
-        header = handle.read(16)
-    if header != b"SQLite format 3\x00":
-        raise SchemaError(f"{path} is not a SQLite database (refusing to overwrite it)")
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-        ) as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            names = {row[0] for row in conn.execute(_TABLES)}
-    except sqlite3.Error as exc:
-        raise SchemaError(f"cannot open {path}: {exc} (refusing to use it)") from exc
-    check_version(version, names)
-
-
-def file_version(path: Path) -> int:
-    """The schema version of the database file at `path`, read without writing anything
-    (0: no file, or an empty one). Raises SchemaError for a file SQLite cannot read.
-
-    Read-only, but not immutable: a daemon serving the file may hold the latest version in
-    its write-ahead log."""
-    if not path.exists() or path.stat().st_size == 0:
-        return 0
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as conn:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error as exc:
-        raise SchemaError(f"cannot read {path}: {exc}") from exc
-
-
-_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
-_COMPANIONS = ("-wal", "-shm")
-
-
-def _create_private(path: Path) -> None:
-    """Create a missing database file readable and writable by its owner alone (0600).
-
-    The file holds prompts and token hashes. SQLite would create it with the process's
-    umask (often 0644); made first, it is the mode SQLite copies to the -wal and -shm files
-    it creates next to it. An existing file keeps the mode its owner gave it.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return
-    except OSError:
-        return  # SQLite's own open then reports why the file cannot be made
-    os.close(fd)
-
-
-def _align_companions(path: Path) -> None:
-    """Give existing -wal and -shm files the database file's permission bits.
-
-    SQLite does so for those it creates; one left by a crash of an earlier run, when the
-    database may have been more open, keeps its mode otherwise.
-    """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    for suffix in _COMPANIONS:
-        companion = path.with_name(path.name + suffix)
-        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to change
-            if stat.S_IMODE(companion.stat().st_mode) != mode:
-                companion.chmod(mode)
-
-
-def check_version(version: int, table_names: set[str]) -> None:
-    """SchemaError unless the schema version is one this agentcron can open or upgrade."""
-    if version == 0 and table_names:
-        raise SchemaError(
-            "the database has tables but no agentcron schema version; refusing to use it"
-        )
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"the database has schema version {version}, newer than this agentcron "
-            f"understands ({SCHEMA_VERSION}); upgrade agentcron or use another file"
-        )
-
-
 def _prepare_schema(conn: Connection) -> None:
     """Create a new database, upgrade an older one (`storage.schema_versions`), refuse a
     newer or foreign one."""
-    names = set(conn.exec_driver_sql(_TABLES).scalars())
+    names = set(conn.exec_driver_sql(TABLES).scalars())
     pragma = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
     version = max(pragma, schema_versions.recorded_version(conn, names))
     check_version(version, names)
@@ -272,11 +114,6 @@ def _prepare_schema(conn: Connection) -> None:
     elif schema_versions.recorded_version(conn, names) != version:
         schema_versions.stamp(conn, version)  # made before versions were Alembic's too
     conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailable:
-    reason = getattr(exc, "orig", exc)
-    return StoreUnavailable(f"the database cannot be written: {reason}")
 
 
 class Database:
@@ -304,7 +141,7 @@ class Database:
         self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="store-bulk")
         self._connections = _ThreadConnections()
         self._inline: Engine | None = None
-        self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.generation = 0
         """Moves before and after every batch the writer commits (see `Store.generation`)."""
@@ -316,8 +153,8 @@ class Database:
         Raises SchemaError for a file that is not an agentcron database or has a newer schema,
         StoreUnavailable when the file cannot be opened for writing.
         """
-        _check_file(path)
-        _create_private(path)
+        check_file(path)
+        create_private(path)
         writer = _engine(path, writer=True)
         reader = _engine(path, writer=False, connections=READERS)
         inline = _engine(path, writer=False)
@@ -334,7 +171,7 @@ class Database:
             if isinstance(exc, SchemaError):
                 raise
             raise SchemaError(f"cannot open {path}: {getattr(exc, 'orig', exc)}") from exc
-        _align_companions(path)
+        align_companions(path)
         db.start_writing()
         return db
 
@@ -436,7 +273,7 @@ class Database:
         if self._task is None or self._task.done():
             raise StoreUnavailable("the database writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_WriteOp(fn, future))
+        await self._queue.put(WriteOp(fn, future))
         return await future
 
     async def in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -460,15 +297,15 @@ class Database:
                 batch.append(op)
             await self._commit(batch)
 
-    async def _commit(self, batch: list[_WriteOp]) -> None:
+    async def _commit(self, batch: list[WriteOp]) -> None:
         # Before: an answer read from here on may see the batch, and is remembered under a
         # generation that is over once the batch is. After: before any writer hears back.
         self.generation += 1
-        apply = _batch_of(batch) if self._group_commit else _each_of(batch)
+        apply = batch_of(batch) if self._group_commit else each_of(batch)
         try:
             await self._in_writer_thread(self._connections.use, self._writer, apply)
         except (DBAPIError, sqlite3.Error, OSError) as exc:
-            error = _unavailable(exc)
+            error = unavailable(exc)
             for op in batch:
                 op.error = error
         self.generation += 1
@@ -534,93 +371,6 @@ class _ThreadConnections:
         for conn in opened:
             with contextlib.suppress(DBAPIError, sqlite3.Error):
                 conn.close()
-
-
-def _batch_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
-    return lambda conn: _apply_batch(conn, batch)
-
-
-def _each_of(batch: list[_WriteOp]) -> Callable[[Connection], None]:
-    return lambda conn: _apply_each(conn, batch)
-
-
-RETRIES = 3
-"""Attempts of one operation that a server database aborted to break a deadlock or a
-serialization conflict with another process's transaction."""
-
-
-def _apply_each(conn: Connection, batch: list[_WriteOp]) -> None:
-    """One transaction per operation, in order (for a server database, where a commit costs
-    a round trip rather than an fsync of a shared file and other processes write too).
-
-    An operation aborted by the server to resolve a conflict with another process (a
-    deadlock, a serialization failure) runs again: operations are functions of the
-    database alone.
-    """
-    for op in batch:
-        for attempt in range(1, RETRIES + 1):
-            try:
-                with conn.begin():
-                    op.result = op.fn(conn)
-            except DBAPIError as exc:
-                if _retryable(exc) and attempt < RETRIES:
-                    continue
-                op.error = _unavailable(exc) if isinstance(exc, OperationalError) else exc
-            except Exception as exc:
-                op.error = exc
-            break
-
-
-def _retryable(exc: DBAPIError) -> bool:
-    # SQLSTATE 40001 serialization_failure, 40P01 deadlock_detected
-    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")
-
-
-class _Replay(Exception):
-    """An operation failed in a batch run without savepoints: run the batch again with them."""
-
-
-def _apply_batch(conn: Connection, batch: list[_WriteOp]) -> None:
-    """One transaction for the whole batch (on the writer thread).
-
-    Operations seldom fail, so the batch first runs without savepoints, two statements
-    fewer per operation. If one raises, that attempt is rolled back whole and the batch runs
-    again with a savepoint per operation, so that only the failing one is undone: the
-    outcome is the same either way, and operations are functions of the database alone.
-    """
-    try:
-        with conn.begin():
-            for op in batch:
-                try:
-                    op.result = op.fn(conn)
-                except Exception as exc:
-                    raise _Replay from exc
-        return
-    except _Replay:
-        pass
-    _apply_with_savepoints(conn, batch)
-
-
-def _apply_with_savepoints(conn: Connection, batch: list[_WriteOp]) -> None:
-    with conn.begin():
-        for op in batch:
-            savepoint = conn.begin_nested()
-            try:
-                op.result = op.fn(conn)
-            except Exception as exc:
-                _rollback_savepoint(savepoint, exc)
-                op.error = _unavailable(exc) if isinstance(exc, OperationalError) else exc
-            else:
-                savepoint.commit()
-
-
-def _rollback_savepoint(savepoint: NestedTransaction, error: Exception) -> None:
-    """Undo one operation; if SQLite already rolled the whole transaction back (it does on
-    a full disk), the batch fails with the operation's error, not with the missing savepoint."""
-    try:
-        savepoint.rollback()
-    except DBAPIError:
-        raise error from None
 
 
 async def integrity_check(db: Database) -> str:

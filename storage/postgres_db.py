@@ -22,9 +22,11 @@ from storage import (
     schema_versions,
     tables,  # noqa: F401  (registers the tables on SQLModel.metadata)
 )
-from storage.db import READERS, SCHEMA_VERSION, Database, check_version
+from storage.db import READERS, Database
 from storage.errors import SchemaError
 from storage.fleet_members import FLEET_METADATA
+from storage.schema_steps import SCHEMA_VERSION
+from storage.sqlite_file import check_version
 
 DRIVER = "postgresql+psycopg"
 SCHEMA_LOCK = "schema"

@@ -1,7 +1,7 @@
 """Schema versions as Alembic revisions, on SQLite and PostgreSQL alike.
 
-A schema version is an integer (`storage.db.SCHEMA_VERSION`), and each step up is a plain
-function of a connection (`storage.db.MIGRATIONS[n]` upgrades version n to n + 1). Alembic
+A schema version is an integer (`storage.schema_steps.SCHEMA_VERSION`), and each step up is a plain
+function of a connection (`storage.schema_steps.MIGRATIONS[n]` upgrades version n to n + 1). Alembic
 orders and records them: revision `"%04d" % n` is schema version n, and the revision file of
 version n + 1 (`storage/migrations/versions/`) runs `MIGRATIONS[n]`. The revision a database
 is at is kept in Alembic's `alembic_version` table; a SQLite file also keeps the version in

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from storage.db import SCHEMA_VERSION
 from storage.errors import SchemaError
 from storage.postgres_store import PostgresStore
+from storage.schema_steps import SCHEMA_VERSION
 from storage.schema_versions import revision_of
 from tests.integration.test_store import NOW, launching, recurring
 from tests.postgres_cluster import cluster

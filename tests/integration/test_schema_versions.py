@@ -15,8 +15,8 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from storage.db import MIGRATIONS, SCHEMA_VERSION
 from storage.postgres_store import PostgresStore
+from storage.schema_steps import MIGRATIONS, SCHEMA_VERSION
 from storage.schema_versions import head_version, revision_of
 from storage.sqlite_store import SqliteStore
 from tests.integration.test_store import NOW, recurring

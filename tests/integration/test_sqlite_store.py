@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import SCHEMA_VERSION, SchemaError, integrity_check
+from storage.db import SchemaError, integrity_check
 from storage.enums import PromptFormat
+from storage.schema_steps import SCHEMA_VERSION
 from storage.sqlite_store import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from alembic import op
 
-from storage.db import MIGRATIONS
+from storage.schema_steps import MIGRATIONS
 
 revision = "0005"
 down_revision = "0004"

@@ -3,7 +3,7 @@ order (the unpaged lists)."""
 
 from alembic import op
 
-from storage.db import MIGRATIONS
+from storage.schema_steps import MIGRATIONS
 
 revision = "0007"
 down_revision = "0006"
