@@ -6,6 +6,7 @@ from the index, so neither start-up time nor memory grows with the number of sch
 
 The engine coordinates parts that each own one piece of state:
 - `TimerBook` (`daemon.timers`): which schedules fire at which instant, over APScheduler;
+- `FireBatches` (`daemon.fire_batch`): a due batch claimed, launched and moved on;
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
@@ -16,44 +17,34 @@ The engine coordinates parts that each own one piece of state:
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
 - `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
 
-A due batch is claimed in one transaction (a Run per instant, unique per schedule and
-instant, so nothing fires twice), launched concurrently, and each schedule's `next_run_at`
-is then advanced with a compare-and-set from the instant that fired, so an edit made
-meanwhile wins. The decisions themselves are pure functions in `daemon.firing`.
+The decisions themselves are pure functions in `daemon.firing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from daemon import metrics
-from daemon.catchup import CatchUp, Moved
+from daemon.catchup import CatchUp
 from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
-from daemon.fires import Decision, Fire, current_schedules, run_for, skipped_over_limit, yielding
-from daemon.firing import (
-    OverlapAction,
-    fire_identity,
-    is_behind,
-    overlap_action,
-    timer_for,
-)
+from daemon.fire_batch import BatchParts, FireBatches
+from daemon.fires import Fire
+from daemon.firing import fire_identity, is_behind, timer_for
 from daemon.following import Followed, Follower, FollowPlan
 from daemon.horizon import Horizon
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
-from daemon.launching import Launch, LaunchRunner, log_fired
-from daemon.org_limits import LimitRefusal, OrgLimits, OrgUsage, SkipReason
+from daemon.launching import Launch, LaunchRunner
+from daemon.org_limits import LimitRefusal, OrgLimits, OrgUsage
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
@@ -65,7 +56,6 @@ from storage.identities import DirectoryRef
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")
-T = TypeVar("T")
 
 PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
@@ -156,12 +146,16 @@ class Engine:
             mine=self._slots.running,
             recovery_age=recovery_age,
         )
-        # Schedules between a timer firing and their advance, with the instant fired from:
-        # refills and edits leave those alone.
-        self._firing: dict[str, datetime] = {}
-        # Schedules just advanced whose timers are still to be set, by the batch setting them.
-        self._following: dict[str, int] = {}
-        self._batch_numbers = itertools.count()
+        self._batches = FireBatches(
+            store,
+            clock,
+            directory=directory,
+            settings=lambda: self.settings,
+            parts=BatchParts(self._slots, self._usage, self._timers, self._horizon, self._catchup),
+            launch=self._start_launch,
+            owns=owns,
+            active=lambda: self._phase == _Phase.RUNNING,
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[Any]] = []
         self._fatal: asyncio.Future[None] | None = None
@@ -333,18 +327,20 @@ class Engine:
             return  # start() reads every schedule's state from the store
         self._horizon.touch(schedule.id)
         self._recount_soon()
-        self._following.pop(schedule.id, None)
+        self._batches.edited(schedule.id)
         self._timers.drop(schedule.id)
         if not schedule.is_active:
             self._slots.unbuffer(schedule.id)
         if not self._owns(schedule.id):
             return  # its owner re-times it (told by the database's notification)
         instant = schedule.next_run_at
-        if not schedule.is_active or instant is None or self._firing.get(schedule.id) == instant:
+        if not schedule.is_active or instant is None:
+            return
+        if self._batches.is_firing(schedule.id, instant):
             return
         now = self.clock.now()
         if is_behind(instant, now, self.settings.missed_run_grace):
-            await self._catch_up([schedule], now)
+            await self._batches.catch_up([schedule], now)
         elif self._horizon.within(instant):
             self._timers.hold(timer_for(schedule, instant))
 
@@ -419,12 +415,11 @@ class Engine:
             if is_behind(timer.fire_at, now, self.settings.missed_run_grace):
                 late.append(dataclasses.replace(timer.schedule, next_run_at=timer.instant))
                 continue
-            self._firing[timer.schedule_id] = timer.instant
-            fires.append(Fire.of_timer(timer))
+            fires.append(self._batches.begin(timer))
         if late:
-            self._spawn(self._guarded("catchup", self._catch_up(late, now)), "catchup-late")
+            self._spawn(self._guarded("catchup", self._batches.catch_up(late, now)), "catchup-late")
         if fires:
-            self._spawn(self._guarded("fire", self._fire(fires)), "fire")
+            self._spawn(self._guarded("fire", self._batches.fire(fires)), "fire")
 
     def _on_inactive(self, schedule_id: str) -> None:
         """A finished run disabled its schedule (auto-pause, one_time): drop what it holds."""
@@ -510,7 +505,7 @@ class Engine:
             behind.extend(self._hold_page(page, now, since))
         self._horizon.end(since)
         if behind:
-            await self._catch_up(behind, now)
+            await self._batches.catch_up(behind, now)
 
     def _hold_page(self, page: Sequence[Schedule], now: datetime, since: int) -> list[Schedule]:
         """Hold timers for the page's schedules that need one; return those that are behind."""
@@ -522,7 +517,7 @@ class Engine:
                 continue
             if instant is None or self._horizon.stale(schedule.id, since):
                 continue  # changed since the page was read: memory is newer than the row
-            if self._firing.get(schedule.id) == instant:
+            if self._batches.is_firing(schedule.id, instant):
                 continue
             held = self._timers.held(schedule.id)
             if held is not None and (held.instant, held.version) == (instant, schedule.version):
@@ -546,120 +541,6 @@ class Engine:
             assert last.next_run_at is not None
             after = (last.next_run_at, last.id)
 
-    # -- firing ----------------------------------------------------------------------------
-
-    async def _fire(self, fires: Sequence[Fire]) -> None:
-        """Claim the batch in one transaction, launch it, then advance its schedules."""
-        try:
-            if self._phase != _Phase.RUNNING:
-                return
-            schedules = await current_schedules(self.store, fires)
-            now = self.clock.now()
-            decisions = []
-            async for fire in yielding(fires):
-                if decision := self._decide(fire, schedules.get(fire.schedule_id), now):
-                    decisions.append(decision)
-            runs = [decision.run for decision in decisions if decision.run is not None]
-            claimed = {run.id for run in await self.store.claim_runs(runs)}
-            if log.is_enabled_for(logging.DEBUG):  # one event a batch; its ids only at debug
-                committed_at = time.time()  # the claim's commit was just handed back
-                log.debug("fire_batch_claimed", committed_at=committed_at, run_ids=list(claimed))
-            async for decision in yielding(decisions):
-                self._carry_out(decision, claimed, now)
-            await self._advance(decisions, now)
-        finally:
-            for fire in fires:
-                if (
-                    fire.expected is not None
-                    and self._firing.get(fire.schedule_id) == fire.expected
-                ):
-                    del self._firing[fire.schedule_id]
-
-    def _decide(self, fire: Fire, schedule: Schedule | None, now: datetime) -> Decision | None:
-        if schedule is None or not schedule.is_active:
-            return None  # deleted or disabled since the timer was set
-        if fire.expected is not None and schedule.next_run_at != fire.expected:
-            return None  # edited since: the edit re-timed it
-        identity = fire_identity(schedule, self.directory.current)
-        action = OverlapAction.FIRE
-        if fire.expected is not None:
-            in_progress = self._slots.in_progress(schedule.id)
-            buffered = self._slots.is_buffered(schedule.id)
-            action = overlap_action(schedule, in_flight=in_progress, buffered=buffered)
-        running = self._slots.running(schedule.id) if action == OverlapAction.SKIP else ()
-        run = run_for(fire, schedule, identity, action, now, running=running)
-        refusal = None
-        if run is not None and action == OverlapAction.FIRE:
-            refusal = self._admit(schedule, run, now)
-            if refusal is not None:
-                run = skipped_over_limit(run, refusal, now)
-        return Decision(fire, schedule, identity, action, run, refusal)
-
-    def _carry_out(self, decision: Decision, claimed: set[str], now: datetime) -> None:
-        schedule, fire, run = decision.schedule, decision.fire, decision.run
-        # Keyword arguments rather than a bound logger: binding costs as much as logging.
-        about = {"schedule_id": schedule.id, "scheduled_for": fire.instant.isoformat()}
-        if decision.action == OverlapAction.BUFFER:
-            self._slots.buffer(schedule.id, fire.buffered(schedule))
-            log.info("run_buffered", **about, reason="the previous run is still in progress")
-            return
-        if run is None or run.id not in claimed:
-            if run is not None and decision.action == OverlapAction.FIRE:
-                self._usage.forget(schedule.org_id, run.id)
-            return  # this instant was claimed before (a restart, or another process)
-        if run.status == RunStatus.SKIPPED:
-            reason = decision.refusal.reason if decision.refusal else SkipReason.OVERLAP
-            metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
-            metrics.RUNS_SKIPPED.labels(reason.value).inc()
-            log.info("run_skipped", **about, run_id=run.id, reason=reason.value, error=run.error)
-            return
-        log_fired(run, decision.identity, now)
-        self._start_launch(Launch(schedule, run, decision.identity))
-
-    async def _advance(self, decisions: Sequence[Decision], now: datetime) -> None:
-        """Move each fired schedule's `next_run_at` on, unless it was edited meanwhile."""
-        moves = {
-            decision.schedule.id: (decision.schedule, decision.fire.next_run_at(decision.schedule))
-            for decision in decisions
-            if decision.fire.expected is not None
-        }
-        if not moves:
-            return
-        moved = await self.store.advance_schedules(
-            [(sid, schedule.next_run_at, following) for sid, (schedule, following) in moves.items()]
-        )
-        await self._follow([moves[schedule_id] for schedule_id in moved], now)
-
-    async def _follow(self, advanced: Sequence[Moved], now: datetime) -> None:
-        """After schedules moved to their next instant: hold timers, catch up those behind.
-
-        Lets the loop run every `STEP` schedules. An edit arriving meanwhile re-times its
-        schedule itself (`changed` takes it out of `_following`), and is left alone here.
-        """
-        batch = next(self._batch_numbers)
-        for schedule, _ in advanced:
-            self._horizon.touch(schedule.id)
-            self._following[schedule.id] = batch
-        behind = []
-        try:
-            async for schedule, following in yielding(advanced):
-                if self._following.get(schedule.id) != batch:
-                    continue
-                del self._following[schedule.id]
-                if following is None or not self._owns(schedule.id):
-                    continue
-                if is_behind(following, now, self.settings.missed_run_grace):
-                    behind.append(dataclasses.replace(schedule, next_run_at=following))
-                elif self._horizon.within(following):
-                    moved = dataclasses.replace(schedule, next_run_at=following)
-                    self._timers.hold(timer_for(moved, following))
-        finally:
-            for schedule, _ in advanced:
-                if self._following.get(schedule.id) == batch:
-                    del self._following[schedule.id]
-        if behind:
-            await self._catch_up(behind, now)
-
     # -- catch-up --------------------------------------------------------------------------
 
     async def _catch_up_missed(self, now: datetime) -> tuple[int, int]:
@@ -668,19 +549,10 @@ class Engine:
         behind = queued = 0
         async for page in self._due_pages(now):
             page = [schedule for schedule in page if self._owns(schedule.id)]
-            queued += await self._catch_up(page, now)
+            queued += await self._batches.catch_up(page, now)
             behind += len(page)
             await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe
         return behind, queued
-
-    async def _catch_up(self, schedules: Iterable[Schedule], now: datetime) -> int:
-        """Settle missed instants (see `CatchUp.settle`) and time what moved on; answers
-        how many catch-ups were queued."""
-        settled = await self._catchup.settle(schedules, now)
-        for schedule_id in settled.retired:
-            self._horizon.touch(schedule_id)
-        await self._follow(settled.moved, now)
-        return settled.queued
 
     # -- launching -------------------------------------------------------------------------
 
@@ -698,7 +570,7 @@ class Engine:
     def _fire_buffered(self, fire: Fire) -> None:
         """Overlap: a buffered fire starts once its schedule has nothing in progress."""
         if self._phase == _Phase.RUNNING:
-            self._spawn(self._guarded("fire", self._fire([fire])), "fire-buffered")
+            self._spawn(self._guarded("fire", self._batches.fire([fire])), "fire-buffered")
 
     # -- plumbing --------------------------------------------------------------------------
 
