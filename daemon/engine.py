@@ -44,13 +44,13 @@ from daemon.horizon import Horizon
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner
-from daemon.org_limits import LimitRefusal, OrgLimits, OrgUsage
+from daemon.org_limits import OrgLimits, OrgUsage
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
 from storage.clock import Clock
 from storage.domain import FinishedRun, Run, Schedule
-from storage.enums import RunStatus, RunTrigger
+from storage.enums import RunTrigger
 from storage.errors import StoreUnavailable
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -141,7 +141,7 @@ class Engine:
             launch=self._start_launch,
             follow=self._start_follow,
             in_progress=self._slots.in_progress,
-            admit=self._admit,
+            admit=self._usage.admit_run,
             owns=owns,
             mine=self._slots.running,
             recovery_age=recovery_age,
@@ -169,7 +169,7 @@ class Engine:
         missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
-        await self._restore_usage(now)
+        await self._usage.restore_from(self.store, now)
         idempotent = self._launches.launchers.idempotent
         recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
@@ -265,27 +265,9 @@ class Engine:
         """Org limits applied from the next fire on; the counts so far are kept."""
         self._usage.set_limits(limits)
 
-    async def _restore_usage(self, now: datetime) -> None:
-        """Count what an earlier process left: runs sent and still in flight (their sessions
-        followed or not), and the launches of the last hour (the runs not sent yet are
-        admitted when released)."""
-        unfinished = await self.store.unfinished_runs()
-        stuck = [run for run in unfinished if run.dispatched_at or run.status == RunStatus.RUNNING]
-        launches = await self.store.launches_since(now - timedelta(hours=1))
-        schedules = await self.store.get_schedules({run.schedule_id for run in stuck})
-        in_flight = [
-            (schedules[run.schedule_id].org_id, run.id)
-            for run in stuck
-            if run.schedule_id in schedules
-        ]
-        self._usage.restore(in_flight, launches)
-
-    def _admit(self, schedule: Schedule, run: Run, now: datetime) -> LimitRefusal | None:
-        return self._usage.admit(schedule.org_id, run.id, now)
-
     def _settled(self, item: FinishedRun) -> None:
         """A run finished: it may free one of its org's sessions; then the daemon's hook."""
-        self._usage.settled(item.schedule.org_id, item.run.id, item.run.status)
+        self._usage.settled_run(item)
         self._on_finished(item)
 
     def update_settings(self, settings: SchedulerConfig) -> None:

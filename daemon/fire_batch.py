@@ -140,7 +140,7 @@ class FireBatches:
         run = run_for(fire, schedule, identity, action, now, running=running)
         refusal = None
         if run is not None and action == OverlapAction.FIRE:
-            refusal = self._parts.usage.admit(schedule.org_id, run.id, now)
+            refusal = self._parts.usage.admit_run(schedule, run, now)
             if refusal is not None:
                 run = skipped_over_limit(run, refusal, now)
         return Decision(fire, schedule, identity, action, run, refusal)
