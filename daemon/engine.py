@@ -32,9 +32,9 @@ from typing import Any
 
 import structlog
 
-from daemon import metrics
 from daemon.catchup import CatchUp
 from daemon.config import SchedulerConfig
+from daemon.enabled_gauge import EnabledGauge
 from daemon.finisher import Finisher
 from daemon.fire_batch import BatchParts, FireBatches
 from daemon.fires import Fire
@@ -59,8 +59,6 @@ log = structlog.get_logger("agentcron.engine")
 
 PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
-RECOUNT_DELAY = 1.0
-"""Seconds after an edit before the enabled-schedules gauge is recounted."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
 _UTC_TICK = timedelta(microseconds=1)
@@ -160,7 +158,7 @@ class Engine:
         self._background: list[asyncio.Task[Any]] = []
         self._fatal: asyncio.Future[None] | None = None
         self._phase = _Phase.NEW
-        self._recount: asyncio.Task[None] | None = None
+        self._gauge = EnabledGauge(store, self._guarded)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -182,7 +180,8 @@ class Engine:
         self._timers.start()
         await self._refill()
         self._background.append(asyncio.create_task(self._refill_loop(), name="engine-refill"))
-        self._spawn(self._guarded("count", self._count_enabled()), "count")
+        # Not awaited: a count reads the whole index, the start reads only the horizon.
+        self._spawn(self._guarded("count", self._gauge.count()), "count")
         log.info(
             "engine_started",
             interrupted=recovered.ended,
@@ -216,8 +215,7 @@ class Engine:
         if not self._background:
             return
         self.stop_claiming()
-        if self._recount is not None:
-            self._recount.cancel()
+        self._gauge.close()
         left = await self._catchup.close()
         self._follower.close()
         cancelled = await self._wait_for_launches(grace)
@@ -308,7 +306,7 @@ class Engine:
         if self._phase != _Phase.RUNNING:
             return  # start() reads every schedule's state from the store
         self._horizon.touch(schedule.id)
-        self._recount_soon()
+        self._gauge.soon()
         self._batches.edited(schedule.id)
         self._timers.drop(schedule.id)
         if not schedule.is_active:
@@ -421,7 +419,7 @@ class Engine:
             while self._refill_again and self._phase == _Phase.RUNNING:
                 self._refill_again = False
                 await self._guarded("refill", self._refill())
-            await self._guarded("refill", self._count_enabled())
+            await self._guarded("refill", self._gauge.count())
             if self._catchup.recovery_age is not None:  # in a fleet: members that stopped
                 await self._guarded("recover", self._recover_abandoned())
         finally:
@@ -462,20 +460,6 @@ class Engine:
         """In a fleet: recover the runs a member that stopped left unfinished."""
         idempotent = self._launches.launchers.idempotent
         await self._catchup.recover(self.clock.now(), idempotent=idempotent)
-
-    def _recount_soon(self) -> None:
-        """Let the enabled-schedules gauge follow an edit within `RECOUNT_DELAY` (one count,
-        which reads the whole index, for any number of edits meanwhile)."""
-        if self._recount is None or self._recount.done():
-            self._recount = asyncio.create_task(self._recount_later(), name="count")
-
-    async def _recount_later(self) -> None:
-        await asyncio.sleep(RECOUNT_DELAY)
-        await self._guarded("count", self._count_enabled())
-
-    async def _count_enabled(self) -> None:
-        # Not at start-up: a count reads the whole table, the start reads only the horizon.
-        metrics.SCHEDULES_ENABLED.set(await self.store.count_active_schedules())
 
     async def _refill(self) -> None:
         """Hold a timer for every schedule due within the horizon; catch up those behind."""
