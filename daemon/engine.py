@@ -26,7 +26,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -38,19 +38,19 @@ from daemon.enabled_gauge import EnabledGauge
 from daemon.finisher import Finisher
 from daemon.fire_batch import BatchParts, FireBatches
 from daemon.fires import Fire
-from daemon.firing import fire_identity, is_behind, timer_for
+from daemon.firing import is_behind, timer_for
 from daemon.following import Followed, Follower, FollowPlan
 from daemon.horizon import Horizon
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner
+from daemon.manual_fires import ManualFires
 from daemon.org_limits import OrgLimits, OrgUsage
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
 from storage.clock import Clock
 from storage.domain import FinishedRun, Run, Schedule
-from storage.enums import RunTrigger
 from storage.errors import StoreUnavailable
 from storage.identities import DirectoryRef
 from storage.store import Store
@@ -61,7 +61,6 @@ PAGE = 1000
 """Schedules read from the `next_run_at` index per query."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
-_UTC_TICK = timedelta(microseconds=1)
 
 
 def _ignore_finished(_: FinishedRun) -> None:
@@ -159,6 +158,14 @@ class Engine:
         self._fatal: asyncio.Future[None] | None = None
         self._phase = _Phase.NEW
         self._gauge = EnabledGauge(store, self._guarded)
+        self._manual = ManualFires(
+            store,
+            clock,
+            directory=directory,
+            catchup=self._catchup,
+            launch=self._start_launch,
+            active=lambda: self._phase == _Phase.RUNNING,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -326,59 +333,14 @@ class Engine:
 
     async def trigger(self, schedule: Schedule, *, by: str) -> Run:
         """Fire `schedule` now (trigger `manual`, overlap not applied); the run is `launching`."""
-        identity = fire_identity(schedule, self.directory.current)
-        now = self.clock.now()
-        for nudge in range(3):  # two manual runs in the same microsecond: take the next one
-            instant = now + nudge * _UTC_TICK
-            run = Run(
-                schedule_id=schedule.id,
-                scheduled_for=instant,
-                trigger=RunTrigger.MANUAL,
-                started_at=now,
-                identity=identity.user_id,
-            )
-            if await self.store.claim_runs([run]):
-                log.info(
-                    "schedule_fired",
-                    schedule_id=schedule.id,
-                    run_id=run.id,
-                    trigger=RunTrigger.MANUAL.value,
-                    scheduled_for=instant.isoformat(),
-                    identity=identity.user_id,
-                    triggered_by=by,
-                )
-                self._start_launch(Launch(schedule, run, identity))
-                return run
-        raise RuntimeError(f"could not claim a manual run of {schedule.id}")
+        return await self._manual.trigger(schedule, by=by)
 
     async def backfill(
         self, schedule: Schedule, instants: Sequence[datetime], *, by: str
     ) -> list[Run]:
         """Claim a `backfill` run for each of `instants` that has none yet and queue them at
         the catch-up rate; answers the runs claimed (an instant with a run is skipped)."""
-        identity = fire_identity(schedule, self.directory.current)
-        now = self.clock.now()
-        runs = [
-            Run(
-                schedule_id=schedule.id,
-                scheduled_for=instant,
-                trigger=RunTrigger.BACKFILL,
-                started_at=now,
-                identity=identity.user_id,
-            )
-            for instant in instants
-        ]
-        claimed = await self.store.claim_runs(runs)
-        if self._phase == _Phase.RUNNING:  # else they stay launching: the next start sends them
-            self._catchup.queue_backfill(schedule, claimed)
-        log.info(
-            "backfill_queued",
-            schedule_id=schedule.id,
-            asked=len(instants),
-            queued=len(claimed),
-            triggered_by=by,
-        )
-        return claimed
+        return await self._manual.backfill(schedule, instants, by=by)
 
     # -- timers ----------------------------------------------------------------------------
 
