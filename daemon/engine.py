@@ -8,6 +8,7 @@ The engine coordinates parts that each own one piece of state:
 - `TimerBook` (`daemon.timers`): which schedules fire at which instant, over APScheduler;
 - `FireBatches` (`daemon.fire_batch`): a due batch claimed, launched and moved on;
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
+- `IndexReader` (`daemon.refill`): the `next_run_at` index read page by page into timers;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
 - `Follower` (`daemon.following`): a launched session followed to its end;
@@ -15,7 +16,9 @@ The engine coordinates parts that each own one piece of state:
   `daemon.pacer`;
 - `OrgUsage` (`daemon.org_limits`): each org's sessions in flight and of the last hour;
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
-- `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
+- `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run;
+- `ManualFires` (`daemon.manual_fires`): manual runs and backfills an operator asks for;
+- `EnabledGauge` (`daemon.enabled_gauge`): the enabled-schedules gauge, recounted after edits.
 
 The decisions themselves are pure functions in `daemon.firing`.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -46,6 +49,7 @@ from daemon.launchers import Launcher
 from daemon.launching import Launch, LaunchRunner
 from daemon.manual_fires import ManualFires
 from daemon.org_limits import OrgLimits, OrgUsage
+from daemon.refill import IndexReader
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
@@ -57,8 +61,6 @@ from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")
 
-PAGE = 1000
-"""Schedules read from the `next_run_at` index per query."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
 
@@ -157,6 +159,15 @@ class Engine:
         self._background: list[asyncio.Task[Any]] = []
         self._fatal: asyncio.Future[None] | None = None
         self._phase = _Phase.NEW
+        self._reader = IndexReader(
+            store,
+            clock,
+            settings=lambda: self.settings,
+            timers=self._timers,
+            horizon=self._horizon,
+            batches=self._batches,
+            owns=owns,
+        )
         self._gauge = EnabledGauge(store, self._guarded)
         self._manual = ManualFires(
             store,
@@ -183,9 +194,9 @@ class Engine:
             asyncio.create_task(self._supervise(), name="engine-timer"),
         ]
         self._phase = _Phase.RUNNING
-        behind, catchups = await self._catch_up_missed(now)
+        behind, catchups = await self._reader.catch_up_missed(now)
         self._timers.start()
-        await self._refill()
+        await self._reader.refill()
         self._background.append(asyncio.create_task(self._refill_loop(), name="engine-refill"))
         # Not awaited: a count reads the whole index, the start reads only the horizon.
         self._spawn(self._guarded("count", self._gauge.count()), "count")
@@ -380,7 +391,7 @@ class Engine:
             self._refill_again = True
             while self._refill_again and self._phase == _Phase.RUNNING:
                 self._refill_again = False
-                await self._guarded("refill", self._refill())
+                await self._guarded("refill", self._reader.refill())
             await self._guarded("refill", self._gauge.count())
             if self._catchup.recovery_age is not None:  # in a fleet: members that stopped
                 await self._guarded("recover", self._recover_abandoned())
@@ -422,65 +433,6 @@ class Engine:
         """In a fleet: recover the runs a member that stopped left unfinished."""
         idempotent = self._launches.launchers.idempotent
         await self._catchup.recover(self.clock.now(), idempotent=idempotent)
-
-    async def _refill(self) -> None:
-        """Hold a timer for every schedule due within the horizon; catch up those behind."""
-        now = self.clock.now()
-        since = self._horizon.begin(now, self.settings.horizon)
-        assert self._horizon.loaded_until is not None
-        behind: list[Schedule] = []
-        async for page in self._due_pages(self._horizon.loaded_until):
-            behind.extend(self._hold_page(page, now, since))
-        self._horizon.end(since)
-        if behind:
-            await self._batches.catch_up(behind, now)
-
-    def _hold_page(self, page: Sequence[Schedule], now: datetime, since: int) -> list[Schedule]:
-        """Hold timers for the page's schedules that need one; return those that are behind."""
-        behind = []
-        for schedule in page:
-            instant = schedule.next_run_at
-            if not self._owns(schedule.id):
-                self._timers.drop(schedule.id)  # another member's share
-                continue
-            if instant is None or self._horizon.stale(schedule.id, since):
-                continue  # changed since the page was read: memory is newer than the row
-            if self._batches.is_firing(schedule.id, instant):
-                continue
-            held = self._timers.held(schedule.id)
-            if held is not None and (held.instant, held.version) == (instant, schedule.version):
-                continue
-            if is_behind(instant, now, self.settings.missed_run_grace):
-                self._timers.drop(schedule.id)
-                behind.append(schedule)
-            else:
-                self._timers.hold(timer_for(schedule, instant))
-        return behind
-
-    async def _due_pages(self, until: datetime) -> AsyncIterator[list[Schedule]]:
-        after: tuple[datetime, str] | None = None
-        while True:
-            page = await self.store.due_schedules(until, limit=PAGE, after=after)
-            if page:
-                yield page
-            if len(page) < PAGE:
-                return
-            last = page[-1]
-            assert last.next_run_at is not None
-            after = (last.next_run_at, last.id)
-
-    # -- catch-up --------------------------------------------------------------------------
-
-    async def _catch_up_missed(self, now: datetime) -> tuple[int, int]:
-        """At start-up: apply the catch-up rules to every schedule due at or before `now`.
-        Answers how many schedules were behind and how many catch-ups were queued."""
-        behind = queued = 0
-        async for page in self._due_pages(now):
-            page = [schedule for schedule in page if self._owns(schedule.id)]
-            queued += await self._batches.catch_up(page, now)
-            behind += len(page)
-            await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe
-        return behind, queued
 
     # -- launching -------------------------------------------------------------------------
 
