@@ -107,6 +107,10 @@ class Engine:
         # A fleet member fires only the schedules it owns (`daemon.fleet`); alone, all of them.
         self._owns = owns
         self._refill_again = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        self._fatal: asyncio.Future[None] | None = None
+        self._phase = _Phase.NEW
         self.directory = directory
         self.clock = clock
         self.settings = settings
@@ -153,12 +157,8 @@ class Engine:
             parts=BatchParts(self._slots, self._usage, self._timers, self._horizon, self._catchup),
             launch=self._start_launch,
             owns=owns,
-            active=lambda: self._phase == _Phase.RUNNING,
+            active=self._running,
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[Any]] = []
-        self._fatal: asyncio.Future[None] | None = None
-        self._phase = _Phase.NEW
         self._reader = IndexReader(
             store,
             clock,
@@ -175,10 +175,13 @@ class Engine:
             directory=directory,
             catchup=self._catchup,
             launch=self._start_launch,
-            active=lambda: self._phase == _Phase.RUNNING,
+            active=self._running,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self._phase == _Phase.RUNNING
 
     async def start(self) -> None:
         """Follow runs left `running` again, recover runs a crash left `launching`, catch up
