@@ -6,7 +6,9 @@ from the index, so neither start-up time nor memory grows with the number of sch
 
 The engine coordinates parts that each own one piece of state:
 - `TimerBook` (`daemon.timers`): which schedules fire at which instant, over APScheduler;
+- `FireBatches` (`daemon.fire_batch`): a due batch claimed, launched and moved on;
 - `Horizon` (`daemon.horizon`): how far ahead timers are held; edits a refill must not undo;
+- `IndexReader` (`daemon.refill`): the `next_run_at` index read page by page into timers;
 - `LaunchSlots` (`daemon.slots`): launches in flight, runs in progress, buffered fires;
 - `LaunchRunner` (`daemon.launching`): one run's launch, from dispatch mark to outcome;
 - `Follower` (`daemon.following`): a launched session followed to its end;
@@ -14,66 +16,53 @@ The engine coordinates parts that each own one piece of state:
   `daemon.pacer`;
 - `OrgUsage` (`daemon.org_limits`): each org's sessions in flight and of the last hour;
 - `Finisher` (`daemon.finisher`): outcomes folded into the store in batches;
-- `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run.
+- `OutcomeReporter` (`daemon.reporting`): logs, metrics and the daemon's hook per finished run;
+- `ManualFires` (`daemon.manual_fires`): manual runs and backfills an operator asks for;
+- `EnabledGauge` (`daemon.enabled_gauge`): the enabled-schedules gauge, recounted after edits.
 
-A due batch is claimed in one transaction (a Run per instant, unique per schedule and
-instant, so nothing fires twice), launched concurrently, and each schedule's `next_run_at`
-is then advanced with a compare-and-set from the instant that fired, so an edit made
-meanwhile wins. The decisions themselves are pure functions in `daemon.firing`.
+The decisions themselves are pure functions in `daemon.firing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
-from daemon import metrics
-from daemon.catchup import CatchUp, Moved
+from daemon.catchup import CatchUp
 from daemon.config import SchedulerConfig
+from daemon.enabled_gauge import EnabledGauge
 from daemon.finisher import Finisher
-from daemon.fires import Decision, Fire, current_schedules, run_for, skipped_over_limit, yielding
-from daemon.firing import (
-    OverlapAction,
-    fire_identity,
-    is_behind,
-    overlap_action,
-    timer_for,
-)
+from daemon.fire_batch import BatchParts, FireBatches
+from daemon.fires import Fire
+from daemon.firing import is_behind, timer_for
 from daemon.following import Followed, Follower, FollowPlan
 from daemon.horizon import Horizon
 from daemon.launcher_routes import LauncherRoutes
 from daemon.launchers import Launcher
-from daemon.launching import Launch, LaunchRunner, log_fired
-from daemon.org_limits import LimitRefusal, OrgLimits, OrgUsage, SkipReason
+from daemon.launching import Launch, LaunchRunner
+from daemon.manual_fires import ManualFires
+from daemon.org_limits import OrgLimits, OrgUsage
+from daemon.refill import IndexReader
 from daemon.reporting import OutcomeReporter
 from daemon.slots import LaunchSlots
 from daemon.timers import TimerBook
 from storage.clock import Clock
 from storage.domain import FinishedRun, Run, Schedule
-from storage.enums import RunStatus, RunTrigger
 from storage.errors import StoreUnavailable
 from storage.identities import DirectoryRef
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.engine")
-T = TypeVar("T")
 
-PAGE = 1000
-"""Schedules read from the `next_run_at` index per query."""
-RECOUNT_DELAY = 1.0
-"""Seconds after an edit before the enabled-schedules gauge is recounted."""
 FINISH_CLOSE_TIMEOUT = 5.0
 """Seconds a stopping engine waits for the last outcomes to commit (the store may be down)."""
-_UTC_TICK = timedelta(microseconds=1)
 
 
 def _ignore_finished(_: FinishedRun) -> None:
@@ -118,6 +107,10 @@ class Engine:
         # A fleet member fires only the schedules it owns (`daemon.fleet`); alone, all of them.
         self._owns = owns
         self._refill_again = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        self._fatal: asyncio.Future[None] | None = None
+        self._phase = _Phase.NEW
         self.directory = directory
         self.clock = clock
         self.settings = settings
@@ -151,31 +144,51 @@ class Engine:
             launch=self._start_launch,
             follow=self._start_follow,
             in_progress=self._slots.in_progress,
-            admit=self._admit,
+            admit=self._usage.admit_run,
             owns=owns,
             mine=self._slots.running,
             recovery_age=recovery_age,
         )
-        # Schedules between a timer firing and their advance, with the instant fired from:
-        # refills and edits leave those alone.
-        self._firing: dict[str, datetime] = {}
-        # Schedules just advanced whose timers are still to be set, by the batch setting them.
-        self._following: dict[str, int] = {}
-        self._batch_numbers = itertools.count()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[Any]] = []
-        self._fatal: asyncio.Future[None] | None = None
-        self._phase = _Phase.NEW
-        self._recount: asyncio.Task[None] | None = None
+        self._batches = FireBatches(
+            store,
+            clock,
+            directory=directory,
+            settings=lambda: self.settings,
+            parts=BatchParts(self._slots, self._usage, self._timers, self._horizon, self._catchup),
+            launch=self._start_launch,
+            owns=owns,
+            active=self._running,
+        )
+        self._reader = IndexReader(
+            store,
+            clock,
+            settings=lambda: self.settings,
+            timers=self._timers,
+            horizon=self._horizon,
+            batches=self._batches,
+            owns=owns,
+        )
+        self._gauge = EnabledGauge(store, self._guarded)
+        self._manual = ManualFires(
+            store,
+            clock,
+            directory=directory,
+            catchup=self._catchup,
+            launch=self._start_launch,
+            active=self._running,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self._phase == _Phase.RUNNING
 
     async def start(self) -> None:
         """Follow runs left `running` again, recover runs a crash left `launching`, catch up
         missed instants, start the timer."""
         self._fatal = asyncio.get_running_loop().create_future()
         now = self.clock.now()
-        await self._restore_usage(now)
+        await self._usage.restore_from(self.store, now)
         idempotent = self._launches.launchers.idempotent
         recovered = await self._catchup.recover(now, idempotent=idempotent)
         self._background = [
@@ -184,11 +197,12 @@ class Engine:
             asyncio.create_task(self._supervise(), name="engine-timer"),
         ]
         self._phase = _Phase.RUNNING
-        behind, catchups = await self._catch_up_missed(now)
+        behind, catchups = await self._reader.catch_up_missed(now)
         self._timers.start()
-        await self._refill()
+        await self._reader.refill()
         self._background.append(asyncio.create_task(self._refill_loop(), name="engine-refill"))
-        self._spawn(self._guarded("count", self._count_enabled()), "count")
+        # Not awaited: a count reads the whole index, the start reads only the horizon.
+        self._spawn(self._guarded("count", self._gauge.count()), "count")
         log.info(
             "engine_started",
             interrupted=recovered.ended,
@@ -222,8 +236,7 @@ class Engine:
         if not self._background:
             return
         self.stop_claiming()
-        if self._recount is not None:
-            self._recount.cancel()
+        self._gauge.close()
         left = await self._catchup.close()
         self._follower.close()
         cancelled = await self._wait_for_launches(grace)
@@ -271,27 +284,9 @@ class Engine:
         """Org limits applied from the next fire on; the counts so far are kept."""
         self._usage.set_limits(limits)
 
-    async def _restore_usage(self, now: datetime) -> None:
-        """Count what an earlier process left: runs sent and still in flight (their sessions
-        followed or not), and the launches of the last hour (the runs not sent yet are
-        admitted when released)."""
-        unfinished = await self.store.unfinished_runs()
-        stuck = [run for run in unfinished if run.dispatched_at or run.status == RunStatus.RUNNING]
-        launches = await self.store.launches_since(now - timedelta(hours=1))
-        schedules = await self.store.get_schedules({run.schedule_id for run in stuck})
-        in_flight = [
-            (schedules[run.schedule_id].org_id, run.id)
-            for run in stuck
-            if run.schedule_id in schedules
-        ]
-        self._usage.restore(in_flight, launches)
-
-    def _admit(self, schedule: Schedule, run: Run, now: datetime) -> LimitRefusal | None:
-        return self._usage.admit(schedule.org_id, run.id, now)
-
     def _settled(self, item: FinishedRun) -> None:
         """A run finished: it may free one of its org's sessions; then the daemon's hook."""
-        self._usage.settled(item.schedule.org_id, item.run.id, item.run.status)
+        self._usage.settled_run(item)
         self._on_finished(item)
 
     def update_settings(self, settings: SchedulerConfig) -> None:
@@ -332,77 +327,34 @@ class Engine:
         if self._phase != _Phase.RUNNING:
             return  # start() reads every schedule's state from the store
         self._horizon.touch(schedule.id)
-        self._recount_soon()
-        self._following.pop(schedule.id, None)
+        self._gauge.soon()
+        self._batches.edited(schedule.id)
         self._timers.drop(schedule.id)
         if not schedule.is_active:
             self._slots.unbuffer(schedule.id)
         if not self._owns(schedule.id):
             return  # its owner re-times it (told by the database's notification)
         instant = schedule.next_run_at
-        if not schedule.is_active or instant is None or self._firing.get(schedule.id) == instant:
+        if not schedule.is_active or instant is None:
+            return
+        if self._batches.is_firing(schedule.id, instant):
             return
         now = self.clock.now()
         if is_behind(instant, now, self.settings.missed_run_grace):
-            await self._catch_up([schedule], now)
+            await self._batches.catch_up([schedule], now)
         elif self._horizon.within(instant):
             self._timers.hold(timer_for(schedule, instant))
 
     async def trigger(self, schedule: Schedule, *, by: str) -> Run:
         """Fire `schedule` now (trigger `manual`, overlap not applied); the run is `launching`."""
-        identity = fire_identity(schedule, self.directory.current)
-        now = self.clock.now()
-        for nudge in range(3):  # two manual runs in the same microsecond: take the next one
-            instant = now + nudge * _UTC_TICK
-            run = Run(
-                schedule_id=schedule.id,
-                scheduled_for=instant,
-                trigger=RunTrigger.MANUAL,
-                started_at=now,
-                identity=identity.user_id,
-            )
-            if await self.store.claim_runs([run]):
-                log.info(
-                    "schedule_fired",
-                    schedule_id=schedule.id,
-                    run_id=run.id,
-                    trigger=RunTrigger.MANUAL.value,
-                    scheduled_for=instant.isoformat(),
-                    identity=identity.user_id,
-                    triggered_by=by,
-                )
-                self._start_launch(Launch(schedule, run, identity))
-                return run
-        raise RuntimeError(f"could not claim a manual run of {schedule.id}")
+        return await self._manual.trigger(schedule, by=by)
 
     async def backfill(
         self, schedule: Schedule, instants: Sequence[datetime], *, by: str
     ) -> list[Run]:
         """Claim a `backfill` run for each of `instants` that has none yet and queue them at
         the catch-up rate; answers the runs claimed (an instant with a run is skipped)."""
-        identity = fire_identity(schedule, self.directory.current)
-        now = self.clock.now()
-        runs = [
-            Run(
-                schedule_id=schedule.id,
-                scheduled_for=instant,
-                trigger=RunTrigger.BACKFILL,
-                started_at=now,
-                identity=identity.user_id,
-            )
-            for instant in instants
-        ]
-        claimed = await self.store.claim_runs(runs)
-        if self._phase == _Phase.RUNNING:  # else they stay launching: the next start sends them
-            self._catchup.queue_backfill(schedule, claimed)
-        log.info(
-            "backfill_queued",
-            schedule_id=schedule.id,
-            asked=len(instants),
-            queued=len(claimed),
-            triggered_by=by,
-        )
-        return claimed
+        return await self._manual.backfill(schedule, instants, by=by)
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -419,12 +371,11 @@ class Engine:
             if is_behind(timer.fire_at, now, self.settings.missed_run_grace):
                 late.append(dataclasses.replace(timer.schedule, next_run_at=timer.instant))
                 continue
-            self._firing[timer.schedule_id] = timer.instant
-            fires.append(Fire.of_timer(timer))
+            fires.append(self._batches.begin(timer))
         if late:
-            self._spawn(self._guarded("catchup", self._catch_up(late, now)), "catchup-late")
+            self._spawn(self._guarded("catchup", self._batches.catch_up(late, now)), "catchup-late")
         if fires:
-            self._spawn(self._guarded("fire", self._fire(fires)), "fire")
+            self._spawn(self._guarded("fire", self._batches.fire(fires)), "fire")
 
     def _on_inactive(self, schedule_id: str) -> None:
         """A finished run disabled its schedule (auto-pause, one_time): drop what it holds."""
@@ -443,8 +394,8 @@ class Engine:
             self._refill_again = True
             while self._refill_again and self._phase == _Phase.RUNNING:
                 self._refill_again = False
-                await self._guarded("refill", self._refill())
-            await self._guarded("refill", self._count_enabled())
+                await self._guarded("refill", self._reader.refill())
+            await self._guarded("refill", self._gauge.count())
             if self._catchup.recovery_age is not None:  # in a fleet: members that stopped
                 await self._guarded("recover", self._recover_abandoned())
         finally:
@@ -486,202 +437,6 @@ class Engine:
         idempotent = self._launches.launchers.idempotent
         await self._catchup.recover(self.clock.now(), idempotent=idempotent)
 
-    def _recount_soon(self) -> None:
-        """Let the enabled-schedules gauge follow an edit within `RECOUNT_DELAY` (one count,
-        which reads the whole index, for any number of edits meanwhile)."""
-        if self._recount is None or self._recount.done():
-            self._recount = asyncio.create_task(self._recount_later(), name="count")
-
-    async def _recount_later(self) -> None:
-        await asyncio.sleep(RECOUNT_DELAY)
-        await self._guarded("count", self._count_enabled())
-
-    async def _count_enabled(self) -> None:
-        # Not at start-up: a count reads the whole table, the start reads only the horizon.
-        metrics.SCHEDULES_ENABLED.set(await self.store.count_active_schedules())
-
-    async def _refill(self) -> None:
-        """Hold a timer for every schedule due within the horizon; catch up those behind."""
-        now = self.clock.now()
-        since = self._horizon.begin(now, self.settings.horizon)
-        assert self._horizon.loaded_until is not None
-        behind: list[Schedule] = []
-        async for page in self._due_pages(self._horizon.loaded_until):
-            behind.extend(self._hold_page(page, now, since))
-        self._horizon.end(since)
-        if behind:
-            await self._catch_up(behind, now)
-
-    def _hold_page(self, page: Sequence[Schedule], now: datetime, since: int) -> list[Schedule]:
-        """Hold timers for the page's schedules that need one; return those that are behind."""
-        behind = []
-        for schedule in page:
-            instant = schedule.next_run_at
-            if not self._owns(schedule.id):
-                self._timers.drop(schedule.id)  # another member's share
-                continue
-            if instant is None or self._horizon.stale(schedule.id, since):
-                continue  # changed since the page was read: memory is newer than the row
-            if self._firing.get(schedule.id) == instant:
-                continue
-            held = self._timers.held(schedule.id)
-            if held is not None and (held.instant, held.version) == (instant, schedule.version):
-                continue
-            if is_behind(instant, now, self.settings.missed_run_grace):
-                self._timers.drop(schedule.id)
-                behind.append(schedule)
-            else:
-                self._timers.hold(timer_for(schedule, instant))
-        return behind
-
-    async def _due_pages(self, until: datetime) -> AsyncIterator[list[Schedule]]:
-        after: tuple[datetime, str] | None = None
-        while True:
-            page = await self.store.due_schedules(until, limit=PAGE, after=after)
-            if page:
-                yield page
-            if len(page) < PAGE:
-                return
-            last = page[-1]
-            assert last.next_run_at is not None
-            after = (last.next_run_at, last.id)
-
-    # -- firing ----------------------------------------------------------------------------
-
-    async def _fire(self, fires: Sequence[Fire]) -> None:
-        """Claim the batch in one transaction, launch it, then advance its schedules."""
-        try:
-            if self._phase != _Phase.RUNNING:
-                return
-            schedules = await current_schedules(self.store, fires)
-            now = self.clock.now()
-            decisions = []
-            async for fire in yielding(fires):
-                if decision := self._decide(fire, schedules.get(fire.schedule_id), now):
-                    decisions.append(decision)
-            runs = [decision.run for decision in decisions if decision.run is not None]
-            claimed = {run.id for run in await self.store.claim_runs(runs)}
-            if log.is_enabled_for(logging.DEBUG):  # one event a batch; its ids only at debug
-                committed_at = time.time()  # the claim's commit was just handed back
-                log.debug("fire_batch_claimed", committed_at=committed_at, run_ids=list(claimed))
-            async for decision in yielding(decisions):
-                self._carry_out(decision, claimed, now)
-            await self._advance(decisions, now)
-        finally:
-            for fire in fires:
-                if (
-                    fire.expected is not None
-                    and self._firing.get(fire.schedule_id) == fire.expected
-                ):
-                    del self._firing[fire.schedule_id]
-
-    def _decide(self, fire: Fire, schedule: Schedule | None, now: datetime) -> Decision | None:
-        if schedule is None or not schedule.is_active:
-            return None  # deleted or disabled since the timer was set
-        if fire.expected is not None and schedule.next_run_at != fire.expected:
-            return None  # edited since: the edit re-timed it
-        identity = fire_identity(schedule, self.directory.current)
-        action = OverlapAction.FIRE
-        if fire.expected is not None:
-            in_progress = self._slots.in_progress(schedule.id)
-            buffered = self._slots.is_buffered(schedule.id)
-            action = overlap_action(schedule, in_flight=in_progress, buffered=buffered)
-        running = self._slots.running(schedule.id) if action == OverlapAction.SKIP else ()
-        run = run_for(fire, schedule, identity, action, now, running=running)
-        refusal = None
-        if run is not None and action == OverlapAction.FIRE:
-            refusal = self._admit(schedule, run, now)
-            if refusal is not None:
-                run = skipped_over_limit(run, refusal, now)
-        return Decision(fire, schedule, identity, action, run, refusal)
-
-    def _carry_out(self, decision: Decision, claimed: set[str], now: datetime) -> None:
-        schedule, fire, run = decision.schedule, decision.fire, decision.run
-        # Keyword arguments rather than a bound logger: binding costs as much as logging.
-        about = {"schedule_id": schedule.id, "scheduled_for": fire.instant.isoformat()}
-        if decision.action == OverlapAction.BUFFER:
-            self._slots.buffer(schedule.id, fire.buffered(schedule))
-            log.info("run_buffered", **about, reason="the previous run is still in progress")
-            return
-        if run is None or run.id not in claimed:
-            if run is not None and decision.action == OverlapAction.FIRE:
-                self._usage.forget(schedule.org_id, run.id)
-            return  # this instant was claimed before (a restart, or another process)
-        if run.status == RunStatus.SKIPPED:
-            reason = decision.refusal.reason if decision.refusal else SkipReason.OVERLAP
-            metrics.RUNS.labels(RunStatus.SKIPPED.value).inc()
-            metrics.RUNS_SKIPPED.labels(reason.value).inc()
-            log.info("run_skipped", **about, run_id=run.id, reason=reason.value, error=run.error)
-            return
-        log_fired(run, decision.identity, now)
-        self._start_launch(Launch(schedule, run, decision.identity))
-
-    async def _advance(self, decisions: Sequence[Decision], now: datetime) -> None:
-        """Move each fired schedule's `next_run_at` on, unless it was edited meanwhile."""
-        moves = {
-            decision.schedule.id: (decision.schedule, decision.fire.next_run_at(decision.schedule))
-            for decision in decisions
-            if decision.fire.expected is not None
-        }
-        if not moves:
-            return
-        moved = await self.store.advance_schedules(
-            [(sid, schedule.next_run_at, following) for sid, (schedule, following) in moves.items()]
-        )
-        await self._follow([moves[schedule_id] for schedule_id in moved], now)
-
-    async def _follow(self, advanced: Sequence[Moved], now: datetime) -> None:
-        """After schedules moved to their next instant: hold timers, catch up those behind.
-
-        Lets the loop run every `STEP` schedules. An edit arriving meanwhile re-times its
-        schedule itself (`changed` takes it out of `_following`), and is left alone here.
-        """
-        batch = next(self._batch_numbers)
-        for schedule, _ in advanced:
-            self._horizon.touch(schedule.id)
-            self._following[schedule.id] = batch
-        behind = []
-        try:
-            async for schedule, following in yielding(advanced):
-                if self._following.get(schedule.id) != batch:
-                    continue
-                del self._following[schedule.id]
-                if following is None or not self._owns(schedule.id):
-                    continue
-                if is_behind(following, now, self.settings.missed_run_grace):
-                    behind.append(dataclasses.replace(schedule, next_run_at=following))
-                elif self._horizon.within(following):
-                    moved = dataclasses.replace(schedule, next_run_at=following)
-                    self._timers.hold(timer_for(moved, following))
-        finally:
-            for schedule, _ in advanced:
-                if self._following.get(schedule.id) == batch:
-                    del self._following[schedule.id]
-        if behind:
-            await self._catch_up(behind, now)
-
-    # -- catch-up --------------------------------------------------------------------------
-
-    async def _catch_up_missed(self, now: datetime) -> tuple[int, int]:
-        """At start-up: apply the catch-up rules to every schedule due at or before `now`.
-        Answers how many schedules were behind and how many catch-ups were queued."""
-        behind = queued = 0
-        async for page in self._due_pages(now):
-            page = [schedule for schedule in page if self._owns(schedule.id)]
-            queued += await self._catch_up(page, now)
-            behind += len(page)
-            await asyncio.sleep(0)  # long backlogs: let the writer and launches breathe
-        return behind, queued
-
-    async def _catch_up(self, schedules: Iterable[Schedule], now: datetime) -> int:
-        """Settle missed instants (see `CatchUp.settle`) and time what moved on; answers
-        how many catch-ups were queued."""
-        settled = await self._catchup.settle(schedules, now)
-        for schedule_id in settled.retired:
-            self._horizon.touch(schedule_id)
-        await self._follow(settled.moved, now)
-        return settled.queued
-
     # -- launching -------------------------------------------------------------------------
 
     def _start_launch(self, launch: Launch) -> None:
@@ -698,7 +453,7 @@ class Engine:
     def _fire_buffered(self, fire: Fire) -> None:
         """Overlap: a buffered fire starts once its schedule has nothing in progress."""
         if self._phase == _Phase.RUNNING:
-            self._spawn(self._guarded("fire", self._fire([fire])), "fire-buffered")
+            self._spawn(self._guarded("fire", self._batches.fire([fire])), "fire-buffered")
 
     # -- plumbing --------------------------------------------------------------------------
 

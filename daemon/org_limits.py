@@ -9,7 +9,8 @@ the limits but is never refused by them.
 The decision (`limit_refusal`) is a pure function of the limits and the two counts.
 `OrgUsage` owns the counts: the runs of each org in flight (from their launch until they
 settle in a status `counts_in_flight` does not count) and the launches of the last rolling
-hour. The engine restores it from the store at start-up (`restore`).
+hour. The engine restores it from the store at start-up (`restore_from`); which of the
+runs an earlier process left still hold a session is the pure `in_flight_at_start`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from enum import StrEnum
 from typing import Final
 
 from daemon.config_sections import OrgConfig
+from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import RunStatus
-from storage.store import OrgLaunch
+from storage.store import OrgLaunch, Store
 
 HOUR: Final = timedelta(seconds=3600)
 """The rolling window of `max_sessions_per_hour`."""
@@ -83,6 +85,24 @@ def limit_refusal(limits: OrgLimits, *, in_flight: int, last_hour: int) -> Limit
     return None
 
 
+def left_in_flight(run: Run) -> bool:
+    """Whether an unfinished run an earlier process left holds a session: it was sent (its
+    dispatch marked) or is `running`. One not sent yet is admitted when released."""
+    return run.dispatched_at is not None or run.status == RunStatus.RUNNING
+
+
+def in_flight_at_start(
+    unfinished: Iterable[Run], schedules: Mapping[str, Schedule]
+) -> list[tuple[str, str]]:
+    """(org id, run id) of the unfinished runs `left_in_flight`; a run of a schedule gone
+    from `schedules` (deleted) has no org to count against."""
+    return [
+        (schedules[run.schedule_id].org_id, run.id)
+        for run in unfinished
+        if left_in_flight(run) and run.schedule_id in schedules
+    ]
+
+
 class OrgUsage:
     """Per org: the runs in flight and the launches of the last hour; the limits in force.
 
@@ -114,6 +134,10 @@ class OrgUsage:
             self.record(org_id, run_id, now)
         return refusal
 
+    def admit_run(self, schedule: Schedule, run: Run, now: datetime) -> LimitRefusal | None:
+        """`admit` for a run of `schedule`."""
+        return self.admit(schedule.org_id, run.id, now)
+
     def record(self, org_id: str, run_id: str, now: datetime) -> None:
         """Count a launch that goes ahead whatever the limits (idempotent per run)."""
         self._in_flight.setdefault(org_id, set()).add(run_id)
@@ -124,6 +148,10 @@ class OrgUsage:
         status still holds a session."""
         if not counts_in_flight(status):
             self._in_flight.get(org_id, set()).discard(run_id)
+
+    def settled_run(self, item: FinishedRun) -> None:
+        """`settled` for a finished run: it may free one of its org's sessions."""
+        self.settled(item.schedule.org_id, item.run.id, item.run.status)
 
     def forget(self, org_id: str, run_id: str) -> None:
         """An admitted run was not launched after all (its instant was claimed before)."""
@@ -147,3 +175,11 @@ class OrgUsage:
             self._in_flight.setdefault(org_id, set()).add(run_id)
         for launch in launches:
             self._launched.setdefault(launch.org_id, {})[launch.run_id] = launch.dispatched_at
+
+    async def restore_from(self, store: Store, now: datetime) -> None:
+        """At start-up: count what an earlier process left, the runs still in flight (their
+        sessions followed or not) and the launches of the hour up to `now`."""
+        stuck = [run for run in await store.unfinished_runs() if left_in_flight(run)]
+        launches = await store.launches_since(now - HOUR)
+        schedules = await store.get_schedules({run.schedule_id for run in stuck})  # theirs only
+        self.restore(in_flight_at_start(stuck, schedules), launches)

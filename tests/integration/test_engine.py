@@ -224,7 +224,8 @@ async def test_an_edit_landing_while_a_large_batch_is_re_timed_keeps_its_own_tim
     edited_at = now() + timedelta(seconds=1)
     await harness.store.advance_schedules([(last.id, last.next_run_at, edited_at)])
 
-    follow = asyncio.create_task(harness.engine._follow([(s, following) for s in schedules], now()))
+    moved = [(s, following) for s in schedules]
+    follow = asyncio.create_task(harness.engine._batches.follow(moved, now()))
     await asyncio.sleep(0)  # the batch sets its first STEP timers, then lets the loop run
     await harness.engine.changed(dataclasses.replace(last, next_run_at=edited_at))
     await follow

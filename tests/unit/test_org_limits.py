@@ -12,9 +12,11 @@ from daemon.org_limits import (
     OrgUsage,
     SkipReason,
     counts_in_flight,
+    in_flight_at_start,
     limit_refusal,
 )
-from storage.enums import RunStatus
+from storage.domain import Run, Schedule
+from storage.enums import RunStatus, RunTrigger
 from storage.store import OrgLaunch
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -120,3 +122,35 @@ def test_restored_counts_and_new_limits_apply_to_the_next_admission() -> None:
     usage.set_limits({"org": OrgLimits(max_sessions_per_hour=3)})
     refused = usage.admit("org", "newer", NOW)
     assert refused is not None and refused.error == "org limit max_sessions_per_hour=3 reached"
+
+
+def _left(schedule_id: str, status: RunStatus, *, sent: bool) -> Run:
+    return Run(
+        schedule_id=schedule_id,
+        scheduled_for=NOW,
+        trigger=RunTrigger.CRON,
+        started_at=NOW,
+        id=f"{schedule_id}-{status.value}-{'sent' if sent else 'unsent'}",
+        status=status,
+        dispatched_at=NOW if sent else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("run", "counted"),
+    [
+        (_left("s", RunStatus.LAUNCHING, sent=False), False),  # admitted when released
+        (_left("s", RunStatus.LAUNCHING, sent=True), True),  # its request went out
+        (_left("s", RunStatus.RUNNING, sent=True), True),
+        (_left("s", RunStatus.RUNNING, sent=False), True),  # running says it was sent
+        (_left("gone", RunStatus.RUNNING, sent=True), False),  # its schedule was deleted
+    ],
+)
+def test_the_runs_an_earlier_process_left_in_flight_count_against_their_org(
+    run: Run, counted: bool
+) -> None:
+    schedule = Schedule(
+        org_id="org-a", name="s", prompt="p", created_at=NOW, updated_at=NOW, cron="* * * * *"
+    )
+    expected = [("org-a", run.id)] if counted else []
+    assert in_flight_at_start([run], {"s": schedule}) == expected
