@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Creates a virtual environment holding a real AgentScope 2.0 server, for the opt-in peer
 # tests (`pytest --peers`). Usage: tests/peers/install-agentscope.sh [VENV_DIR]
-# (default /work/agentscope-venv). Then: export AGENTCRON_AGENTSCOPE_PYTHON=VENV_DIR/bin/python
+# (default .peers/agentscope-venv in the checkout).
+# Then: export AGENTCRON_AGENTSCOPE_PYTHON=VENV_DIR/bin/python
 #
 # agentscope declares a certifi floor newer than some package indexes serve, so it is
 # installed without its dependency resolution, then its core requirements and those of its
 # `service` and `storage-sql` extras are installed by name, with aiosqlite for its SQL store.
 set -euo pipefail
-venv="${1:-/work/agentscope-venv}"
+venv="${1:-$(cd "$(dirname "$0")/../.." && pwd)/.peers/agentscope-venv}"
 python3 -m venv "$venv"
 pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
