@@ -20,6 +20,7 @@ from daemon.launcher_http import (
     HttpLauncher,
     bearer,
     created,
+    documented_session_body,
     final_answer,
     json_object,
     refused,
@@ -28,17 +29,8 @@ from daemon.launchers import LaunchRequest, LaunchResult
 
 
 def devin_session_body(request: LaunchRequest, *, max_acu_limit: int | None) -> dict[str, Any]:
-    """Devin's create-session body for this run; null values are left out."""
-    schedule = request.schedule
-    body: dict[str, Any] = {
-        "prompt": schedule.prompt,
-        "title": schedule.name,
-        "playbook_id": schedule.playbook_id,
-        "tags": schedule.tags,
-        "bypass_approval": schedule.bypass_approval,
-        "create_as_user_id": request.identity if request.as_user else None,
-        "max_acu_limit": max_acu_limit,
-    }
+    """Devin's create-session body for this run: only its documented keys, nulls left out."""
+    body = documented_session_body(request) | {"max_acu_limit": max_acu_limit}
     return {key: value for key, value in body.items() if value is not None}
 
 

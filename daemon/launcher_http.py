@@ -66,8 +66,9 @@ class Answer:
         return LaunchResult(attempts, self.session_id, self.session_url, self.error)
 
 
-def create_session_body(request: LaunchRequest) -> dict[str, Any]:
-    """The Devin v3 create-session body; `create_as_user_id` only when running as a user."""
+def documented_session_body(request: LaunchRequest) -> dict[str, Any]:
+    """The keys Devin v3's create-session documents, as this run fills them (nulls kept);
+    `create_as_user_id` only when running as a user."""
     schedule = request.schedule
     body: dict[str, Any] = {
         "prompt": schedule.prompt,
@@ -75,14 +76,23 @@ def create_session_body(request: LaunchRequest) -> dict[str, Any]:
         "playbook_id": schedule.playbook_id,
         "tags": schedule.tags,
         "bypass_approval": schedule.bypass_approval,
+    }
+    if request.as_user:
+        body["create_as_user_id"] = request.identity
+    return body
+
+
+def create_session_body(request: LaunchRequest) -> dict[str, Any]:
+    """The Devin v3 create-session body with agentcron's extensions (platform, agent,
+    permission mode, chat model config), for any Devin-shaped session service."""
+    schedule = request.schedule
+    body = documented_session_body(request) | {
         "platform": schedule.platform,
         "agent": schedule.agent,
         "permission_mode": str(schedule.permission_mode),
     }
     if schedule.chat_model_config is not None:
         body["chat_model_config"] = schedule.chat_model_config
-    if request.as_user:
-        body["create_as_user_id"] = request.identity
     return body
 
 
