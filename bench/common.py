@@ -690,44 +690,10 @@ def _wrk_script(plan: LoadPlan) -> str:
 
 
 async def _python_load(plan: LoadPlan) -> Load:
-    import aiohttp
-
+    """The plan's requests, sent as a mix of one kind."""
     headers = {"Content-Type": "application/json"} | plan.headers
-    latencies: list[float] = []
-    errors = 0
-    counter = 0
-    connector = aiohttp.TCPConnector(limit=plan.connections)
-    async with aiohttp.ClientSession(plan.base, connector=connector, headers=headers) as session:
-        deadline = time.perf_counter() + plan.seconds
-
-        async def worker() -> None:
-            nonlocal errors, counter
-            while time.perf_counter() < deadline:
-                counter += 1
-                path = plan.paths[counter % len(plan.paths)]
-                data = None if plan.body is None else plan.body.replace("{n}", str(counter))
-                began = time.perf_counter()
-                try:
-                    async with session.request(plan.method, path, data=data) as response:
-                        await response.read()
-                        if response.status >= 400:
-                            errors += 1
-                except aiohttp.ClientError:
-                    errors += 1
-                latencies.append(time.perf_counter() - began)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(plan.connections)))
-        elapsed = time.perf_counter() - began
-    return Load(
-        "python-aiohttp",
-        len(latencies),
-        elapsed,
-        errors,
-        percentile(latencies, 0.5),
-        percentile(latencies, 0.99),
-        max(latencies, default=0.0),
-    )
+    requests = [Request(plan.method, path, headers, plan.body) for path in plan.paths]
+    return await _python_mix(plan.base, requests, plan.connections, plan.seconds)
 
 
 @dataclass(frozen=True)
