@@ -273,6 +273,8 @@ def command_launcher(workdir: Path, *argv: str, timeout: float = 5.0) -> Command
 async def test_a_command_gets_the_prompt_and_the_run_and_reports_its_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in [name for name in os.environ if name.startswith("AGENTCRON_")]:
+        monkeypatch.delenv(name)  # the test runner's own (AGENTCRON_AGENTSCOPE_PYTHON in CI)
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     monkeypatch.setenv("AGENTCRON_SESSION_ID", "stale-from-the-daemon")
     launcher = command_launcher(tmp_path, sys.executable, "-c", REPORT)
