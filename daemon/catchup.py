@@ -23,18 +23,15 @@ import structlog
 from daemon import metrics
 from daemon.config import SchedulerConfig
 from daemon.finisher import Finisher
-from daemon.firing import (
-    CatchupPlan,
+from daemon.firing import CatchupPlan, fire_identity, natural_trigger, plan_catchup
+from daemon.following import Followed
+from daemon.late_runs import (
     Dropped,
     Recovery,
     backfill_release,
     catchup_release,
-    fire_identity,
-    natural_trigger,
-    plan_catchup,
     plan_recovery,
 )
-from daemon.following import Followed
 from daemon.launching import Launch, log_fired
 from daemon.org_limits import LimitRefusal
 from daemon.pacer import Pacer, PendingLaunch

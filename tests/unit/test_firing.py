@@ -11,9 +11,6 @@ from daemon.firing import (
     CatchupPlan,
     MissedSpan,
     OverlapAction,
-    Recovery,
-    backfill_release,
-    catchup_release,
     fire_identity,
     is_behind,
     latest_at_or_before,
@@ -22,11 +19,16 @@ from daemon.firing import (
     next_after_fire,
     overlap_action,
     plan_catchup,
-    plan_recovery,
     releasable,
     seconds_until_release,
-    superseded_at,
     timer_for,
+)
+from daemon.late_runs import (
+    Recovery,
+    backfill_release,
+    catchup_release,
+    plan_recovery,
+    superseded_at,
 )
 from storage.domain import Run, Schedule
 from storage.enums import Overlap, RunStatus, RunTrigger, ScheduleType
@@ -396,11 +398,15 @@ def test_only_scheduled_runs_are_superseded_by_the_next_regular_fire(
     assert superseded_at(run, recurring()) == deadline
 
 
+_SOON = timedelta(seconds=4)
+
+
 @pytest.mark.parametrize(
     ("now", "schedule", "in_flight", "expected"),
     [
         (T0, recurring(), 0, None),
-        (T0 + timedelta(seconds=59), recurring(), 0, None),
+        (T0 + timedelta(seconds=54, microseconds=999_999), recurring(), 0, None),
+        (T0 + timedelta(seconds=55), recurring(), 0, RunStatus.MISSED),  # 5 s before the next
         (T0 + timedelta(minutes=1), recurring(), 0, RunStatus.MISSED),
         (T0, None, 0, RunStatus.MISSED),
         (T0, recurring(enabled=False), 0, RunStatus.MISSED),
@@ -417,13 +423,14 @@ def test_a_paced_catchup_launches_unless_superseded_inactive_or_overlapping(
     assert (dropped.status if dropped else None) == expected
 
 
-def test_a_superseded_catchup_names_the_regular_fire() -> None:
+@pytest.mark.parametrize(
+    ("before", "ending"), [(timedelta(0), "came first"), (_SOON, "is due in less than 5s")]
+)
+def test_a_superseded_catchup_names_the_regular_fire(before: timedelta, ending: str) -> None:
     deadline = T0 + timedelta(minutes=1)
-    dropped = catchup_release(recurring(), deadline, deadline, in_flight=0)
+    dropped = catchup_release(recurring(), deadline, deadline - before, in_flight=0)
     assert dropped is not None
-    assert (
-        dropped.error == f"catch-up dropped: the regular fire at {deadline.isoformat()} came first"
-    )
+    assert dropped.error == f"catch-up dropped: the regular fire at {deadline.isoformat()} {ending}"
 
 
 @pytest.mark.parametrize(
