@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -23,12 +24,32 @@ from daemon import metrics
 from daemon.firing import Timer
 
 
+class _LoopTimerScheduler(AsyncIOScheduler):  # type: ignore[misc]  # untyped library
+    """APScheduler's asyncio scheduler, its timer handing due jobs over in its own turn.
+
+    Its timer calls `wakeup`, which is made thread-safe by posting itself again with
+    `call_soon_threadsafe`: one more turn of the loop, behind every callback ready by then,
+    between the instant and its job. Under load a turn takes milliseconds. The timer already
+    runs on the loop, so here it processes the due jobs at once; `wakeup` from elsewhere (a
+    job added) keeps its thread-safe path.
+    """
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout: Any = self._eventloop.call_later(wait_seconds, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
+
+
 class TimerBook:
     """Timers by schedule and by fire instant; `on_due(fire_at)` runs when an instant comes."""
 
     def __init__(self, on_due: Callable[[datetime], Awaitable[None]]) -> None:
         self._on_due = on_due
-        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._scheduler = _LoopTimerScheduler(timezone="UTC")
         self._timers: dict[str, Timer] = {}
         self._batches: dict[datetime, set[str]] = {}
 

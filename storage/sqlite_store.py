@@ -35,6 +35,9 @@ from storage.store import FireState, Move, NamedRun, OrgLaunch, Page, RowsEncode
 
 T = TypeVar("T")
 
+_KEYED_FIRE_STATES = 16
+"""Up to this many schedules, `fire_states` is a keyed read (see `Database.lookup`)."""
+
 
 class SqliteStore:
     """agentcron's state in a SQLite file. Open with `await SqliteStore.open(path)`, close
@@ -174,7 +177,10 @@ class SqliteStore:
 
     async def fire_states(self, schedule_ids: Iterable[str]) -> dict[str, FireState]:
         ids = list(schedule_ids)
-        return await self.db.read(lambda conn: sqlite_schedules.fire_states(conn, ids))
+        # A few schedules (most timers fire one or two) are a keyed read, made on the loop:
+        # a trip to a reader thread and back would add two turns of a busy loop to the fire.
+        read = self.db.lookup if len(ids) <= _KEYED_FIRE_STATES else self.db.read
+        return await read(lambda conn: sqlite_schedules.fire_states(conn, ids))
 
     async def count_active_schedules(self) -> int:
         return await self.db.read(sqlite_schedules.count_active)
