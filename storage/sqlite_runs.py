@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from storage import dialects, rules, sqlite_history
+from storage import dialects, prepared, rules, sqlite_history
 from storage.domain import FinishedRun, HistoryEntry, Run, RunOutcome, Schedule
 from storage.enums import RunStatus
 from storage.errors import NotFound
@@ -87,8 +87,7 @@ def unfinished(conn: Connection) -> list[Run]:
 
 
 def mark_dispatched(conn: Connection, run_id: str, at: datetime) -> int:
-    statement = update(RUNS).where(RUNS.c.id == run_id).values(dispatched_at=at, started_at=at)
-    return conn.execute(statement).rowcount
+    return prepared.MARK_DISPATCHED.run(conn, b_id=run_id, b_at=at)
 
 
 def get(conn: Connection, run_id: str) -> Run:

@@ -21,12 +21,12 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from storage import prepared
-from storage.domain import Schedule
-from storage.enums import NotifyOn, Overlap, PermissionMode, ScheduleType, Source
+from storage.domain import Run, Schedule
+from storage.enums import NotifyOn, Overlap, PermissionMode, RunTrigger, ScheduleType, Source
 from storage.prepared import Prepared
 from storage.sqlite_rows import schedule_of, values_of
 from storage.sqlite_store import SqliteStore
-from storage.tables import SCHEDULES
+from storage.tables import RUNS, SCHEDULES
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -85,9 +85,9 @@ class Twins:
         self.fast = fast
         self.plain = plain
 
-    def same_rows(self) -> bool:
-        rows = stored_rows(self.fast.db.path)
-        return len(rows) > 0 and rows == stored_rows(self.plain.db.path)
+    def same_rows(self, table: str = "schedules") -> bool:
+        rows = stored_rows(self.fast.db.path, table)
+        return len(rows) > 0 and rows == stored_rows(self.plain.db.path, table)
 
     async def write(self, statement: Prepared, params: dict[str, Any]) -> tuple[int, int]:
         """Run `statement` prepared on `fast` and as plain Core on `plain`; both row counts."""
@@ -106,6 +106,9 @@ async def twins(tmp_path: Path) -> AsyncIterator[Twins]:
     seed = await SqliteStore.open(tmp_path / "seed.db")
     for index, schedule in enumerate([rich("r1"), recurring("c1"), rich("r2")]):
         await seed.create_schedule(schedule, now=NOW + timedelta(seconds=index))
+        cron = RunTrigger.CRON
+        run = Run(schedule_id=schedule.id, scheduled_for=NOW, trigger=cron, started_at=NOW)
+        await seed.claim_runs([run])
     await seed.close()
     for name in ("fast.db", "plain.db"):
         shutil.copyfile(tmp_path / "seed.db", tmp_path / name)
@@ -117,10 +120,10 @@ async def twins(tmp_path: Path) -> AsyncIterator[Twins]:
         yield Twins(fast, plain)
 
 
-def stored_rows(path: Path) -> list[tuple[tuple[str, Any], ...]]:
-    """Every schedule row as stored, each value with its SQLite type (1 and 1.0 differ)."""
+def stored_rows(path: Path, table: str) -> list[tuple[tuple[str, Any], ...]]:
+    """Every row of `table` as stored, each value with its SQLite type (1 and 1.0 differ)."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute("SELECT * FROM schedules ORDER BY id").fetchall()
+        rows = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
     return [tuple((type(value).__name__, value) for value in row) for row in rows]
 
 
@@ -149,6 +152,7 @@ TESTED = {
     "LOCKED_SCHEDULE",
     "LOCKED_SCHEDULE_IN_ORG",
     "fire_state_query",
+    "MARK_DISPATCHED",
 }
 
 
@@ -188,6 +192,21 @@ async def test_an_update_writes_what_core_writes(twins: Twins, names: Any) -> No
     )
     assert fast == plain and fast is not None
     assert {name: fast[name] for name in names} == {name: changed[name] for name in names}
+
+
+async def test_the_dispatch_mark_writes_what_core_writes(twins: Twins) -> None:
+    run_ids = await twins.fast.db.read(
+        lambda conn: list(conn.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars())
+    )
+    at = NOW + timedelta(seconds=1, microseconds=7)
+    params = {"b_id": run_ids[1], "b_at": at}
+    assert await twins.write(prepared.MARK_DISPATCHED, params) == (1, 1)
+    assert twins.same_rows("runs")
+    marked = await twins.fast.get_run(run_ids[1])
+    assert (marked.dispatched_at, marked.started_at) == (at, at)
+    untouched = await twins.fast.get_run(run_ids[0])
+    assert untouched.dispatched_at is None
+    assert await twins.write(prepared.MARK_DISPATCHED, {"b_id": "run-none", "b_at": at}) == (0, 0)
 
 
 async def test_an_update_of_no_row_changes_nothing(twins: Twins) -> None:
