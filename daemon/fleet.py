@@ -26,14 +26,16 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from daemon import metrics
 from daemon.config_sections import FleetConfig
 from storage.errors import StoreUnavailable
-from storage.postgres_store import PostgresStore
+
+if TYPE_CHECKING:  # psycopg and the PostgreSQL store load only when a fleet is configured
+    from storage.postgres_store import PostgresStore
 
 log = structlog.get_logger("agentcron.fleet")
 

@@ -42,7 +42,6 @@ from daemon.org_limits import limits_of
 from daemon.sdnotify import SystemdNotifier
 from storage.clock import Clock
 from storage.identities import DirectoryRef
-from storage.postgres_db import display_url
 from storage.store import Store
 
 log = structlog.get_logger("agentcron.reload")
@@ -97,6 +96,8 @@ def logged_value(config: Config, dotted: str) -> str:
     section, key = dotted.split(".")
     value = getattr(getattr(config, section), key)
     if dotted == "storage.url" and value is not None:
+        from storage.postgres_db import display_url  # psycopg: only for a fleet
+
         return display_url(value)
     return str(value)
 

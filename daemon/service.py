@@ -39,8 +39,6 @@ from daemon.sdnotify import SystemdNotifier, run_watchdog
 from storage.clock import Clock, SystemClock
 from storage.identities import DirectoryRef
 from storage.lock import lock_database
-from storage.postgres_db import display_url, server_version
-from storage.postgres_store import PostgresStore
 from storage.schema_steps import SCHEMA_VERSION
 from storage.sqlite_file import file_version
 from storage.sqlite_store import SqliteStore
@@ -140,7 +138,7 @@ class Daemon:
             notifier=notifier,
             directory=directory,
             http=http,
-            one_at_a_time=bootstrap_turns(store),
+            one_at_a_time=bootstrap_turns(store, config.storage),
         )
         await self.reloader.bootstrap(config)
         await engine.start()
@@ -233,6 +231,8 @@ async def open_store(storage: StorageConfig) -> SqliteStore:
     """The store `[storage]` names: a PostgreSQL database or a SQLite file (created or
     upgraded as it opens)."""
     if storage.url is not None:
+        from storage.postgres_store import PostgresStore  # psycopg: only for a fleet
+
         return await PostgresStore.connect(storage.url)
     return await SqliteStore.open(storage.path)
 
@@ -241,25 +241,35 @@ def schema_versions(storage: StorageConfig) -> tuple[int, int]:
     """The schema version of the database `[storage]` names (0: none yet), read without
     writing, and the one this agentcron uses. Raises StoreError."""
     if storage.url is not None:
+        from storage.postgres_db import server_version
+
         return server_version(storage.url), SCHEMA_VERSION
     return file_version(storage.path), SCHEMA_VERSION
 
 
 async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | PostgresFleet:
     """The fleet this daemon is a member of: of one on SQLite; on PostgreSQL, joined now."""
-    if not isinstance(store, PostgresStore):
+    if not config.storage.is_postgres:
         return LocalFleet()
+    from storage.postgres_store import PostgresStore  # imported by `open_store` already
+
+    assert isinstance(store, PostgresStore)
     fleet = PostgresFleet(store, config.fleet)
     await fleet.join()
     return fleet
 
 
-def bootstrap_turns(store: SqliteStore) -> Callable[[], AbstractAsyncContextManager[object]]:
+def bootstrap_turns(
+    store: SqliteStore, storage: StorageConfig
+) -> Callable[[], AbstractAsyncContextManager[object]]:
     """How the members of a fleet take turns applying the configuration's schedules (a lone
     daemon needs none)."""
-    if isinstance(store, PostgresStore):
-        return functools.partial(store.one_at_a_time, "bootstrap")
-    return contextlib.nullcontext
+    if not storage.is_postgres:
+        return contextlib.nullcontext
+    from storage.postgres_store import PostgresStore  # imported by `open_store` already
+
+    assert isinstance(store, PostgresStore)
+    return functools.partial(store.one_at_a_time, "bootstrap")
 
 
 def recovery_age(config: Config) -> float | None:
@@ -273,6 +283,8 @@ def recovery_age(config: Config) -> float | None:
 def storage_name(config: Config) -> str:
     """The store for logs: the file, or the URL without its password."""
     if config.storage.url is not None:
+        from storage.postgres_db import display_url
+
         return display_url(config.storage.url)
     return str(config.storage.path)
 
