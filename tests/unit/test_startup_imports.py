@@ -27,6 +27,8 @@ DEFERRED = {
     "api.agentscope_models": "the AgentScope façade's models, when enabled",
     "daemon.notify_slack": "the Slack client, at the first Slack message",
     "daemon.notify_webhook": "the webhook client, at the first webhook event",
+    "psycopg": "the PostgreSQL driver, for a fleet's store",
+    "storage.postgres_store": "the PostgreSQL store, for a fleet",
 }
 
 
