@@ -1,12 +1,13 @@
 """The fast path: a few hot Core statements compiled once and run on the sqlite3 cursor.
 
 For the hottest statements (a schedule read by id for every GET and PATCH, the PATCH's
-UPDATE, the create's INSERT, the fire-state reads, a launch's dispatch mark) SQLAlchemy's
-execution machinery, and for an INSERT of 46 values building the statement, costs several
-times the statement itself. The SQL is still the Core statement's, compiled by SQLAlchemy's
-dialect, and the bound values and the row go through each type's own processors (UTC
-datetimes, JSON, booleans), so what is written and read is exactly what `conn.execute` would
-do (`tests/integration/test_prepared.py` holds every prepared statement to that).
+UPDATE, the create's INSERT, the fire-state reads, a launch's dispatch mark, an edit's
+history entry) SQLAlchemy's execution machinery, and for an INSERT of 46 values building the
+statement, costs several times the statement itself. The SQL is still the Core statement's,
+compiled by SQLAlchemy's dialect, and the bound values and the row go through each type's
+own processors (UTC datetimes, JSON, booleans), so what is written and read is exactly what
+`conn.execute` would do (`tests/integration/test_prepared.py` holds every prepared statement
+to that).
 
 The fast path is SQLite's alone: on another database (PostgreSQL, over the network, where the
 round trip dwarfs SQLAlchemy's overhead) a prepared statement simply runs through
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert, Update
 
-from storage.tables import RUNS, SCHEDULES
+from storage.tables import RUNS, SCHEDULE_HISTORY, SCHEDULES
 
 _DIALECTS = 8
 """Compiled forms kept per statement. A database has three engines (the writer, the
@@ -168,6 +169,12 @@ INSERT_SCHEDULE = Prepared(
     insert(SCHEDULES).values({column.name: bindparam(column.name) for column in SCHEDULES.c})
 )
 """A new schedule, every column bound by its own name."""
+
+HISTORY_COLUMNS = ("schedule_id", "org_id", "at", "by", "action", "changes")
+INSERT_HISTORY = Prepared(
+    insert(SCHEDULE_HISTORY).values({name: bindparam(name) for name in HISTORY_COLUMNS})
+)
+"""One edit history entry, each of `HISTORY_COLUMNS` bound by its own name (every edit)."""
 
 MARK_DISPATCHED = Prepared(
     update(RUNS)

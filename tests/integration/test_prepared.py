@@ -153,6 +153,7 @@ TESTED = {
     "LOCKED_SCHEDULE_IN_ORG",
     "fire_state_query",
     "MARK_DISPATCHED",
+    "INSERT_HISTORY",
 }
 
 
@@ -207,6 +208,22 @@ async def test_the_dispatch_mark_writes_what_core_writes(twins: Twins) -> None:
     untouched = await twins.fast.get_run(run_ids[0])
     assert untouched.dispatched_at is None
     assert await twins.write(prepared.MARK_DISPATCHED, {"b_id": "run-none", "b_at": at}) == (0, 0)
+
+
+async def test_the_history_insert_writes_what_core_writes(twins: Twins) -> None:
+    target = (await ids(twins.fast))[0]
+    entry = {
+        "schedule_id": target,
+        "org_id": "org-local",
+        "at": NOW + timedelta(minutes=1, microseconds=3),
+        "by": "user-é",
+        "action": "updated",
+        "changes": {"prompt": {"from": "a", "to": "b"}, "tags": {"from": None, "to": ["x"]}},
+    }
+    assert await twins.write(prepared.INSERT_HISTORY, entry) == (1, 1)
+    assert twins.same_rows("schedule_history")
+    (latest, *_) = (await twins.fast.schedule_history(target, limit=1, offset=0)).items
+    assert (latest.by, latest.changes) == (entry["by"], entry["changes"])
 
 
 async def test_an_update_of_no_row_changes_nothing(twins: Twins) -> None:
