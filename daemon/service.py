@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -43,6 +44,9 @@ from storage.schema_steps import SCHEMA_VERSION
 from storage.sqlite_file import file_version
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
+
+if TYPE_CHECKING:  # psycopg and the PostgreSQL store load only when a fleet is configured
+    from storage.postgres_store import PostgresStore
 
 log = structlog.get_logger("agentcron.daemon")
 
@@ -247,14 +251,23 @@ def schema_versions(storage: StorageConfig) -> tuple[int, int]:
     return file_version(storage.path), SCHEMA_VERSION
 
 
-async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | PostgresFleet:
-    """The fleet this daemon is a member of: of one on SQLite; on PostgreSQL, joined now."""
-    if not config.storage.is_postgres:
-        return LocalFleet()
+def fleet_store(store: SqliteStore, storage: StorageConfig) -> PostgresStore | None:
+    """`store` as the PostgreSQL store a fleet shares, or None on a SQLite file. Asks the
+    configuration, so that serving on SQLite never imports the PostgreSQL modules."""
+    if not storage.is_postgres:
+        return None
     from storage.postgres_store import PostgresStore  # imported by `open_store` already
 
     assert isinstance(store, PostgresStore)
-    fleet = PostgresFleet(store, config.fleet)
+    return store
+
+
+async def join_fleet(store: SqliteStore, config: Config) -> LocalFleet | PostgresFleet:
+    """The fleet this daemon is a member of: of one on SQLite; on PostgreSQL, joined now."""
+    shared = fleet_store(store, config.storage)
+    if shared is None:
+        return LocalFleet()
+    fleet = PostgresFleet(shared, config.fleet)
     await fleet.join()
     return fleet
 
@@ -264,12 +277,10 @@ def bootstrap_turns(
 ) -> Callable[[], AbstractAsyncContextManager[object]]:
     """How the members of a fleet take turns applying the configuration's schedules (a lone
     daemon needs none)."""
-    if not storage.is_postgres:
+    shared = fleet_store(store, storage)
+    if shared is None:
         return contextlib.nullcontext
-    from storage.postgres_store import PostgresStore  # imported by `open_store` already
-
-    assert isinstance(store, PostgresStore)
-    return functools.partial(store.one_at_a_time, "bootstrap")
+    return functools.partial(shared.one_at_a_time, "bootstrap")
 
 
 def recovery_age(config: Config) -> float | None:
