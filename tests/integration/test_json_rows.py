@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -37,6 +38,7 @@ ORG = "org-local"
 OWNER = "user-alice"
 NOW = datetime(2026, 12, 3, 7, 4, 5, 123456, tzinfo=UTC)
 WHOLE_SECOND = datetime(2027, 1, 1, tzinfo=UTC)
+SEEN = web.AppKey("seen", list[int])
 TEXTS = ["plain", 'ünïcødé ✓ "quoted" \\ /\n\t\x01\x1f\u2028 😀 <&>', ""]
 FLOATS = [0.0, 1.5, 1e-07, 1e16, 300.0, 0.1]
 CHAT_MODELS = [
@@ -275,6 +277,48 @@ async def test_a_long_list_is_sent_in_slices_as_the_same_bytes(api: ApiHarness) 
         assert response.headers["Content-Length"] == str(len(expected))
     assert len(expected) > 2 * SLICE_BYTES
     assert body == expected
+
+
+async def test_a_long_answer_lets_the_loop_run_between_its_slices() -> None:
+    """Each slice goes out in its own step of the loop, so timers and other requests run
+    between them even when the socket takes every slice at once."""
+    slices = 16
+    body = b"[" + b"0," * (slices * SLICE_BYTES // 2 - 1) + b"0]"
+    turns = 0
+
+    async def count_turns(done: asyncio.Event) -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        done = asyncio.Event()
+        counter = asyncio.create_task(count_turns(done))
+        await asyncio.sleep(0)  # the counter is running
+        started = turns
+        try:
+            return await send_encoded(request, body)
+        finally:
+            request.app[SEEN].append(turns - started)
+            done.set()
+            await counter
+
+    app = web.Application()
+    app[SEEN] = []
+    app.router.add_get("/long", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/long"
+        async with aiohttp.ClientSession() as http, http.get(url) as got:
+            assert await got.read() == body
+        assert len(body) > (slices - 1) * SLICE_BYTES
+        assert app[SEEN][0] >= slices - 1
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_client_gone_before_a_long_answer_is_sent_is_not_an_error() -> None:
