@@ -22,6 +22,7 @@ import gc
 import sqlite3
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -141,7 +142,11 @@ class Database:
         self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="store-bulk")
         self._connections = _ThreadConnections()
         self._inline: Engine | None = None
-        self._queue: asyncio.Queue[WriteOp | None] = asyncio.Queue()
+        self._pending: deque[WriteOp] = deque()
+        self._in_flight = False  # a batch is on the writer thread
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.generation = 0
         """Moves before and after every batch the writer commits (see `Store.generation`)."""
@@ -176,19 +181,29 @@ class Database:
         return db
 
     def start_writing(self) -> None:
-        """Start the task that serves `write`, once the schema is ready."""
-        self._task = asyncio.create_task(self._write_loop(), name="store-writer")
+        """Serve `write` from now on, once the schema is ready."""
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._task = asyncio.create_task(self._serve_writes(), name="store-writer")
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:
         """The task serving writes; if it ever ends while open, the store is broken."""
         return self._task
 
+    async def _serve_writes(self) -> None:
+        """Lives while writes are served: ends after `close` once the last batch is
+        answered, or with the error that broke the writer."""
+        assert self._stopped is not None
+        await self._stopped
+
     async def close(self) -> None:
         """Finish queued writes, then close every connection."""
         if self._task is not None:
-            await self._queue.put(None)
-            await self._task
+            self._closing = True  # no more writes; those queued are still committed
+            if not self._in_flight:
+                self._stop()
+            await asyncio.wait([self._task])  # a broken writer's error went to its watcher
             self._task = None
         self._release()
 
@@ -270,10 +285,12 @@ class Database:
         Exceptions raised by `fn` reach the caller (its savepoint is rolled back, the rest of
         the batch commits). A failed commit raises StoreUnavailable to every caller in the batch.
         """
-        if self._task is None or self._task.done():
+        if self._loop is None or self._stopped is None or self._stopped.done() or self._closing:
             raise StoreUnavailable("the database writer is not running")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(WriteOp(fn, future))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append(WriteOp(fn, future))
+        if not self._in_flight:
+            self._start_batch()
         return await future
 
     async def in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -283,39 +300,79 @@ class Database:
     async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
 
-    async def _write_loop(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                op = self._queue.get_nowait()
-                if op is None:
-                    await self._commit(batch)
-                    return
-                batch.append(op)
-            await self._commit(batch)
+    # -- group commit: one batch on the writer thread at a time -----------------------------
+    #
+    # A write arriving while the writer is idle starts a batch at once, in the caller's own
+    # step of the loop; writes arriving while a batch runs wait, and the next batch takes
+    # them all when it is answered. Each batch costs one hand-over each way: the loop hands
+    # it to the writer thread, and the writer thread, once it committed, hands it back by
+    # scheduling `_settle`, which answers every caller in the same step.
 
-    async def _commit(self, batch: list[WriteOp]) -> None:
+    def _start_batch(self) -> None:
+        batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
+        self._in_flight = True
         # Before: an answer read from here on may see the batch, and is remembered under a
-        # generation that is over once the batch is. After: before any writer hears back.
+        # generation that is over once the batch is. After (`_settle`): before any writer
+        # hears back.
         self.generation += 1
         apply = batch_of(batch) if self._group_commit else each_of(batch)
+        assert self._loop is not None
+        self._writer_thread.submit(self._apply, batch, apply, self._loop)
+
+    def _apply(
+        self,
+        batch: list[WriteOp],
+        apply: Callable[[Connection], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """On the writer thread: run and commit the batch, then hand it back to the loop."""
+        broken: BaseException | None = None
         try:
-            await self._in_writer_thread(self._connections.use, self._writer, apply)
+            self._connections.use(self._writer, apply)
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             error = unavailable(exc)
             for op in batch:
                 op.error = error
+        except BaseException as exc:  # not the database's: the writer itself is broken
+            broken = exc
+            for op in batch:
+                op.error = StoreUnavailable(f"the database writer failed: {exc!r}")
+        loop.call_soon_threadsafe(self._settle, batch, broken)
+
+    def _settle(self, batch: list[WriteOp], broken: BaseException | None) -> None:
+        """On the loop: answer the batch's callers, then start the next batch if any."""
         self.generation += 1
-        for op in batch:
-            if op.future.done():
-                continue
-            if op.error is not None:
-                op.future.set_exception(op.error)
-            else:
-                op.future.set_result(op.result)
+        _answer(batch)
+        self._in_flight = False
+        if broken is not None:
+            waiting = list(self._pending)
+            self._pending.clear()
+            for op in waiting:
+                op.error = StoreUnavailable("the database writer is not running")
+            _answer(waiting)
+            self._stop(broken)
+        elif self._pending:
+            self._start_batch()
+        elif self._closing:
+            self._stop()
+
+    def _stop(self, error: BaseException | None = None) -> None:
+        if self._stopped is None or self._stopped.done():
+            return
+        if error is None:
+            self._stopped.set_result(None)
+        else:
+            self._stopped.set_exception(error)
+
+
+def _answer(batch: list[WriteOp]) -> None:
+    for op in batch:
+        if op.future.done():
+            continue  # its caller was cancelled
+        if op.error is not None:
+            op.future.set_exception(op.error)
+        else:
+            op.future.set_result(op.result)
 
 
 def _create_or_check_schema(writer: Engine) -> None:
