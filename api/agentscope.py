@@ -249,44 +249,39 @@ async def update_schedule(request: web.Request) -> web.Response:
     caller = caller_of(request)
     body = await parse_body(request, UpdateScheduleRequest)
     versions = if_match(request)
-    schedule = await owned_schedule(request, caller)
-    changes = schedule_changes(body)
+    try:
+        changes = schedule_changes(body)
+    except Unprocessable:
+        await owned_schedule(request, caller)  # a schedule the caller cannot see is 404 first
+        raise
     if changes:
         edit = changes | {"last_edited_by": caller.user_id}
-        schedule = await _apply(request, schedule, edit, versions)
+        schedule = await _apply(request, caller, edit, versions)
     else:
+        schedule = await owned_schedule(request, caller)
         require_match(schedule, versions)
     await request.app[EVENTS].changed(schedule)
     return respond(ScheduleRecord.of(schedule), headers=answer_headers(schedule))
 
 
 async def _apply(
-    request: web.Request,
-    schedule: Schedule,
-    changes: dict[str, Any],
-    versions: frozenset[int] | None,
+    request: web.Request, caller: Caller, changes: dict[str, Any], versions: frozenset[int] | None
 ) -> Schedule:
-    """Write `changes`, refused inside the transaction unless the owner is still the same
-    (and the version one of `versions`, when given)."""
-    check = _edit_check(schedule.owner_user_id)
+    """Write `changes` to the caller's schedule of the path: one write finds it among the
+    caller's own (404 for any other, whatever If-Match says), compares the version with
+    `versions` when given (412), and edits it."""
+    schedule_id = request.match_info["schedule_id"]
     try:
         return await request.app[STORE].update_schedule(
-            schedule.id,
+            schedule_id,
             changes,
             now=request.app[CLOCK].now(),
-            org_id=schedule.org_id,
-            check=check,
+            org_id=caller.org_id,
             if_version=versions,
+            owner_user_id=caller.user_id,
         )
     except NotFound:
-        raise schedule_not_found(schedule.id) from None
-
-
-def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], None]:
-    def check(before: Schedule, after: Schedule) -> None:
-        _require_owner(before, owner_user_id)
-
-    return check
+        raise schedule_not_found(schedule_id) from None
 
 
 @operation(
@@ -301,17 +296,18 @@ def _edit_check(owner_user_id: str | None) -> Callable[[Schedule, Schedule], Non
 async def delete_schedule(request: web.Request) -> web.Response:
     caller = caller_of(request)
     versions = if_match(request)
-    schedule = await owned_schedule(request, caller)
-    try:
+    schedule_id = request.match_info["schedule_id"]
+    try:  # the caller's own schedule only: 404 for any other, whatever If-Match says
         deleted = await request.app[STORE].delete_schedule(
-            schedule.id,
+            schedule_id,
             now=request.app[CLOCK].now(),
             org_id=caller.org_id,
             by=caller.user_id,
             if_version=versions,
+            owner_user_id=caller.user_id,
         )
     except NotFound:
-        raise schedule_not_found(schedule.id) from None
+        raise schedule_not_found(schedule_id) from None
     await request.app[EVENTS].changed(deleted)
     return web.Response(status=204, headers=edit_headers(deleted))
 

@@ -57,8 +57,10 @@ def live(
     agents: Collection[str] | None = None,
     *,
     lock: bool = False,
+    owner_user_id: str | None = None,
 ) -> Schedule:
-    """The live schedule by id, of `org_id` and of one of `agents` when given; else NotFound.
+    """The live schedule by id, of `org_id`, of one of `agents` and owned by `owner_user_id`
+    when given; else NotFound.
 
     The agent is checked on the row read by key (one row at most), which keeps the hot
     statements prepared once; lists filter in SQL (see `page_of`). `lock` keeps the row
@@ -70,7 +72,11 @@ def live(
     else:
         read = prepared.LOCKED_SCHEDULE_IN_ORG if lock else prepared.LIVE_SCHEDULE_IN_ORG
         values = read.one_or_none(conn, b_id=schedule_id, b_org=org_id)
-    if values is None or (agents is not None and values["agent"] not in agents):
+    if (
+        values is None
+        or (agents is not None and values["agent"] not in agents)
+        or (owner_user_id is not None and values["owner_user_id"] != owner_user_id)
+    ):
         raise NotFound(f"schedule '{schedule_id}' not found")
     return schedule_of(values)
 
@@ -84,10 +90,11 @@ def edit(
     agents: Collection[str] | None,
     check: Callable[[Schedule, Schedule], None] | None,
     if_version: Collection[int] | None = None,
+    owner_user_id: str | None = None,
 ) -> Schedule:
     """Read, compare the version, edit (`rules.edited_schedule`), check and write the
     columns the edit may touch, and record the change in the schedule's history."""
-    before = live(conn, schedule_id, org_id, agents, lock=True)
+    before = live(conn, schedule_id, org_id, agents, lock=True, owner_user_id=owner_user_id)
     if if_version is not None and before.version not in if_version:
         raise VersionMismatch(schedule_id, if_version, before.version)
     unknown = set(changes) - COLUMNS

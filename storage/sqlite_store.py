@@ -129,10 +129,11 @@ class SqliteStore:
         agents: Collection[str] | None = None,
         check: Callable[[Schedule, Schedule], None] | None = None,
         if_version: Collection[int] | None = None,
+        owner_user_id: str | None = None,
     ) -> Schedule:
         def op(conn: Connection) -> Schedule:
             return sqlite_schedules.edit(
-                conn, schedule_id, changes, now, org_id, agents, check, if_version
+                conn, schedule_id, changes, now, org_id, agents, check, if_version, owner_user_id
             )
 
         return await self.db.write(op)
@@ -146,10 +147,17 @@ class SqliteStore:
         agents: Collection[str] | None = None,
         by: str | None = None,
         if_version: Collection[int] | None = None,
+        owner_user_id: str | None = None,
     ) -> Schedule:
         changes = rules.deletion(now, by)
         return await self.update_schedule(
-            schedule_id, changes, now=now, org_id=org_id, agents=agents, if_version=if_version
+            schedule_id,
+            changes,
+            now=now,
+            org_id=org_id,
+            agents=agents,
+            if_version=if_version,
+            owner_user_id=owner_user_id,
         )
 
     async def schedule_history(

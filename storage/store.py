@@ -164,8 +164,12 @@ class Store(RunStore, Protocol):
         agents: Collection[str] | None = None,
         check: Callable[[Schedule, Schedule], None] | None = None,
         if_version: Collection[int] | None = None,
+        owner_user_id: str | None = None,
     ) -> Schedule:
         """Apply `changes` (field name -> value) to the live schedule; return it after them.
+
+        The schedule is found by id, in `org_id`, of one of `agents`, and owned by
+        `owner_user_id`, each when given; any other is NotFound, whatever `if_version` says.
 
         Read, compare, check, write and history are one atomic write, durable on return: no
         other write comes between them. With `if_version`, the stored `version` must be one
@@ -193,6 +197,7 @@ class Store(RunStore, Protocol):
         agents: Collection[str] | None = None,
         by: str | None = None,
         if_version: Collection[int] | None = None,
+        owner_user_id: str | None = None,
     ) -> Schedule:
         """Soft-delete (`storage.rules.deletion`) as one `update_schedule`; return it.
 

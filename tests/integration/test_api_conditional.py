@@ -182,3 +182,21 @@ async def test_the_agentscope_facade_answers_etags_and_honours_if_match(
     assert (await scope_call(api, "GET", item))[1]["data"]["name"] == "renamed"
     assert (await scope_call(api, "DELETE", item, headers=if_match('"1"')))[0] == 412
     assert (await scope_call(api, "DELETE", item, headers=if_match('"2"')))[0] == 204
+
+
+async def test_another_users_schedule_is_404_on_the_agentscope_facade_whatever_if_match(
+    api: ApiHarness,
+) -> None:
+    """The owner is part of finding the schedule, before its version is compared: a
+    schedule of someone else is not there, stale If-Match or not, invalid body or not."""
+    item = await scope_schedule(api)
+    bob = {"X-User-ID": "user-bob"}
+    for headers in (bob, bob | if_match('"7"'), bob | if_match('"1"')):
+        renamed = await scope_call(api, "PATCH", item, json={"name": "b"}, headers=headers)
+        assert renamed[0] == 404, renamed
+        assert (await scope_call(api, "DELETE", item, headers=headers))[0] == 404
+    bad_cron = {"cron_expression": "not a cron"}
+    assert (await scope_call(api, "PATCH", item, json=bad_cron, headers=bob))[0] == 404
+    assert (await scope_call(api, "PATCH", item, json=bad_cron))[0] == 422
+    status, answer, headers = await scope_call(api, "GET", item)
+    assert (status, answer["data"]["name"], headers["ETag"]) == (200, "digest", '"1"')
