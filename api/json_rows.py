@@ -7,7 +7,9 @@ every other request and fires every schedule. Each encoder here turns the rows o
 (tuples of the fields named next to it) into the bytes its wire model would answer: the
 same keys in the same order, the same values. Building one pydantic model per item costs
 about five times the CPU (10,000 schedules: 257 ms against 46 ms);
-`tests/integration/test_json_rows.py` compares the two byte for byte.
+`tests/integration/test_json_rows.py` compares the two byte for byte. The Devin answer of
+one schedule (`devin_schedule`) is encoded the same way from the domain value, on the loop:
+7 µs against 21 µs through the model, for every GET, create, edit and delete.
 
 The keys come from the wire models (`DevinSchedule`, `RunJson`, `SessionItem`), and through
 them from the schedule catalogue, so a field added to those answers is read and encoded here
@@ -18,7 +20,9 @@ without a second edit. AgentScope's record is its own shape, written out in
 from __future__ import annotations
 
 import functools
-from typing import Any, Final
+import operator
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 import pydantic_core
@@ -27,6 +31,9 @@ from api.devin_models import DevinSchedule
 from api.wire import RunJson
 from storage.catalogue import wire_names
 from storage.store import PLAYBOOK_TITLE, RowsEncoder
+
+if TYPE_CHECKING:
+    from storage.domain import Schedule
 
 Row = tuple[Any, ...]
 
@@ -166,6 +173,17 @@ def _devin_schedule(row: Row) -> dict[str, Any]:
         values["next_run_at"] = None
     values["managed_by"] = "config" if values["managed_by"] else None
     return values
+
+
+_READ_ANSWERED = operator.attrgetter(*DEVIN_SCHEDULE_FIELDS[: -len(_RENDER_FIELDS)])
+
+
+def devin_schedule(schedule: Schedule, playbook_titles: Mapping[str, str]) -> bytes:
+    """`DevinSchedule.of(schedule, playbook_titles)` as the bytes it dumps, without building
+    the model (every answer to a Devin GET, create, edit or delete of one schedule)."""
+    title = playbook_titles.get(schedule.playbook_id) if schedule.playbook_id else None
+    row = (*_READ_ANSWERED(schedule), schedule.enabled, schedule.deleted_at, title)
+    return dumps(_devin_schedule(row))
 
 
 def devin_schedule_page(offset: int) -> RowsEncoder[bytes]:

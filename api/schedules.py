@@ -31,8 +31,7 @@ from api.openapi import operation
 from api.views import (
     EDIT_HEADERS,
     answer_headers,
-    one_schedule_json,
-    respond,
+    schedule_answer,
     send_encoded,
 )
 from storage import catalogue
@@ -201,7 +200,7 @@ async def _answer_change(
 async def _answer(
     request: web.Request, schedule: Schedule, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return respond(await one_schedule_json(request.app[STORE], schedule), headers=headers)
+    return await schedule_answer(request.app[STORE], schedule, headers)
 
 
 # -- conversion -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Final
 from aiohttp import web
 from pydantic import BaseModel
 
+from api import json_rows
 from api.conditional import etag
 from api.devin_models import DevinPlaybook, DevinSchedule
 from storage.domain import Playbook, Schedule
@@ -51,9 +52,16 @@ async def schedules_json(store: Store, schedules: Sequence[Schedule]) -> list[De
     return [schedule_json(schedule, titles) for schedule in schedules]
 
 
-async def one_schedule_json(store: Store, schedule: Schedule) -> DevinSchedule:
-    (answer,) = await schedules_json(store, [schedule])
-    return answer
+async def schedule_answer(
+    store: Store, schedule: Schedule, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """`schedule` as the Devin façade answers one (`DevinSchedule`), encoded straight from
+    the value (`api.json_rows.devin_schedule`: the same bytes, without the model)."""
+    titles = await store.playbook_titles([schedule.playbook_id] if schedule.playbook_id else [])
+    body = json_rows.devin_schedule(schedule, titles)
+    return web.Response(
+        body=body, headers=headers, content_type="application/json", charset="utf-8"
+    )
 
 
 def playbook_json(playbook: Playbook) -> DevinPlaybook:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from api import json_rows
 from api.agentscope_models import ScheduleList, ScheduleRecord, SessionItem, SessionList
-from api.devin_models import DevinScheduleList
+from api.devin_models import DevinSchedule, DevinScheduleList
 from api.runs import RunList
 from api.views import SLICE_BYTES, schedules_json, send_encoded
 from api.wire import run_json
@@ -32,7 +32,7 @@ from storage.catalogue import CATALOGUE, Entry
 from storage.domain import Playbook, Run, Schedule
 from storage.enums import RunStatus, RunTrigger, ScheduleType
 from storage.store import Store
-from tests.conftest import ApiHarness
+from tests.conftest import ADMIN_TOKEN, ApiHarness
 
 ORG = "org-local"
 OWNER = "user-alice"
@@ -172,6 +172,30 @@ async def test_a_devin_schedule_page_is_byte_for_byte_the_models_answer(
         agents=visible,
     )
     assert encoded == expected.encode()
+
+
+async def test_one_devin_schedule_is_byte_for_byte_the_models_answer(store: Store) -> None:
+    made = await seed(store)
+    deleted = await store.delete_schedule(made[0].id, now=NOW)
+    paused = await store.get_schedule(next(s.id for s in made if not s.enabled))
+    titles = await store.playbook_titles(s.playbook_id for s in made if s.playbook_id)
+    assert titles and paused.next_run_at is not None
+    for schedule in [*made[1:], deleted, paused]:
+        for known in (titles, {}):
+            expected = DevinSchedule.of(schedule, known).model_dump_json().encode()
+            assert json_rows.devin_schedule(schedule, known) == expected, schedule.name
+
+
+async def test_the_devin_answer_of_one_schedule_is_the_models(api: ApiHarness) -> None:
+    body = {"name": "n", "prompt": "p", "frequency": "0 9 * * 1-5", "tags": ["ü"]}
+    path = f"/v3/organizations/{ORG}/schedules"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with api.http.post(api.url(path), json=body, headers=headers) as response:
+        created = await response.read()
+        assert response.status == 200, created
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    schedule = await api.store.get_schedule(orjson.loads(created)["scheduled_session_id"])
+    assert created == DevinSchedule.of(schedule, {}).model_dump_json().encode()
 
 
 async def test_a_chat_model_config_orjson_cannot_write_falls_back_to_the_same_bytes(
