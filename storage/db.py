@@ -199,11 +199,13 @@ class Database:
 
     async def close(self) -> None:
         """Finish queued writes, then close every connection."""
-        if self._task is not None:
+        if self._stopped is not None:
             self._closing = True  # no more writes; those queued are still committed
             if not self._in_flight:
                 self._stop()
-            await asyncio.wait([self._task])  # a broken writer's error went to its watcher
+            await asyncio.wait([self._stopped])  # a broken writer's error is its task's
+        if self._task is not None:
+            await asyncio.wait([self._task])
             self._task = None
         self._release()
 
