@@ -37,7 +37,14 @@ from api.conditional import ETAG_HEADER, IF_MATCH_HEADER, etag, if_match, requir
 from api.errors import ApiError, Unprocessable, unprocessable
 from api.keys import ANSWERS, CLOCK, DIRECTORY, EVENTS, SETTINGS, STORE
 from api.openapi import operation
-from api.views import EDIT_HEADERS, answer_headers, edit_headers, respond, send_encoded
+from api.views import (
+    EDIT_HEADERS,
+    answer_headers,
+    edit_headers,
+    encoded_answer,
+    respond,
+    send_encoded,
+)
 from storage.catalogue import wire_names
 from storage.domain import Schedule
 from storage.enums import Permission, Source
@@ -232,7 +239,7 @@ async def create_schedule(request: web.Request) -> web.Response:
 )
 async def get_schedule(request: web.Request) -> web.Response:
     schedule = await owned_schedule(request, caller_of(request))
-    return respond(ScheduleRecord.of(schedule), headers=etag(schedule))
+    return encoded_answer(json_rows.agentscope_schedule(schedule), etag(schedule))
 
 
 @operation(
@@ -261,7 +268,7 @@ async def update_schedule(request: web.Request) -> web.Response:
         schedule = await owned_schedule(request, caller)
         require_match(schedule, versions)
     await request.app[EVENTS].changed(schedule)
-    return respond(ScheduleRecord.of(schedule), headers=answer_headers(schedule))
+    return encoded_answer(json_rows.agentscope_schedule(schedule), answer_headers(schedule))
 
 
 async def _apply(

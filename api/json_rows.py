@@ -8,8 +8,9 @@ every other request and fires every schedule. Each encoder here turns the rows o
 same keys in the same order, the same values. Building one pydantic model per item costs
 about five times the CPU (10,000 schedules: 257 ms against 46 ms);
 `tests/integration/test_json_rows.py` compares the two byte for byte. The Devin answer of
-one schedule (`devin_schedule`) is encoded the same way from the domain value, on the loop:
-7 µs against 21 µs through the model, for every GET, create, edit and delete.
+one schedule (`devin_schedule`, and AgentScope's `agentscope_schedule`) is encoded the same
+way from the domain value, on the loop: 7 µs against 21 µs through the model, for every
+GET, create, edit and delete.
 
 The keys come from the wire models (`DevinSchedule`, `RunJson`, `SessionItem`), and through
 them from the schedule catalogue, so a field added to those answers is read and encoded here
@@ -107,6 +108,15 @@ def _agentscope_record(row: Row) -> dict[str, Any]:
         "created_at": created_at,
         "updated_at": updated_at,
     }
+
+
+_READ_AGENTSCOPE = operator.attrgetter(*AGENTSCOPE_SCHEDULE_FIELDS)
+
+
+def agentscope_schedule(schedule: Schedule) -> bytes:
+    """`ScheduleRecord.of(schedule)` as the bytes it dumps, without building the models (every
+    answer to an AgentScope GET or PATCH of one schedule)."""
+    return dumps(_agentscope_record(_READ_AGENTSCOPE(schedule)))
 
 
 def agentscope_schedule_list(rows: list[Row], total: int) -> bytes:

@@ -58,7 +58,11 @@ async def schedule_answer(
     """`schedule` as the Devin façade answers one (`DevinSchedule`), encoded straight from
     the value (`api.json_rows.devin_schedule`: the same bytes, without the model)."""
     titles = await store.playbook_titles([schedule.playbook_id] if schedule.playbook_id else [])
-    body = json_rows.devin_schedule(schedule, titles)
+    return encoded_answer(json_rows.devin_schedule(schedule, titles), headers)
+
+
+def encoded_answer(body: bytes, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A JSON answer already encoded (`api.json_rows`)."""
     return web.Response(
         body=body, headers=headers, content_type="application/json", charset="utf-8"
     )
@@ -111,7 +115,7 @@ async def send_encoded(request: web.Request, body: bytes) -> web.StreamResponse:
     of copying.
     """
     if len(body) <= SLICE_BYTES:
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
+        return encoded_answer(body)
     response = web.StreamResponse()
     response.content_type, response.charset = "application/json", "utf-8"
     response.content_length = len(body)

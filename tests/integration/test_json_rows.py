@@ -186,6 +186,34 @@ async def test_one_devin_schedule_is_byte_for_byte_the_models_answer(store: Stor
             assert json_rows.devin_schedule(schedule, known) == expected, schedule.name
 
 
+async def test_one_agentscope_schedule_is_byte_for_byte_the_models_answer(store: Store) -> None:
+    made = await seed(store)
+    deleted = await store.delete_schedule(made[0].id, now=NOW)
+    for schedule in [*made[1:], deleted]:
+        expected = ScheduleRecord.of(schedule).model_dump_json().encode()
+        assert json_rows.agentscope_schedule(schedule) == expected, schedule.name
+
+
+async def test_the_agentscope_answer_of_one_schedule_is_the_models(api: ApiHarness) -> None:
+    body = {
+        "name": "n",
+        "agent_id": "a",
+        "cron_expression": "0 9 * * 1-5",
+        "timezone": "Asia/Kolkata",
+    }
+    headers = {"X-User-ID": OWNER}
+    async with api.http.post(api.url("/schedule/"), json=body, headers=headers) as response:
+        assert response.status == 201, await response.text()
+        item = f"/schedule/{(await response.json())['schedule_id']}"
+    for method, sent in (("GET", None), ("PATCH", {"description": "ü ✓"})):
+        async with api.http.request(method, api.url(item), json=sent, headers=headers) as response:
+            answer = await response.read()
+            assert response.status == 200, answer
+            assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        schedule = await api.store.get_schedule(orjson.loads(answer)["id"])
+        assert answer == ScheduleRecord.of(schedule).model_dump_json().encode()
+
+
 async def test_the_devin_answer_of_one_schedule_is_the_models(api: ApiHarness) -> None:
     body = {"name": "n", "prompt": "p", "frequency": "0 9 * * 1-5", "tags": ["ü"]}
     path = f"/v3/organizations/{ORG}/schedules"
