@@ -28,11 +28,16 @@ before and after them; its rate is the mean of the two), and the four kinds of w
 without the reads. The ratio is the mixed rate over the rate the single-kind rates predict
 for the same mix (their harmonic mean: every request costing what it costs alone); 1.0 means
 mixing costs nothing.
+
+Every load also reports the server process's CPU per request (user + system, all threads,
+from /proc): on a shared machine it moves far less than the rates do, so it is the figure to
+compare two servers or two kinds of request by, beside the rates.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import time
 from collections.abc import Callable
@@ -106,7 +111,11 @@ def measure_agentcron(
         daemon.wait_ready()
         started = time.time()
         work["GET 10 conns"](daemon.base)  # warm-up
-        results = {name: load(daemon.base) for name, load in work.items()}
+        pid = daemon.process.pid
+        results = {
+            name: common.with_cpu(pid, functools.partial(load, daemon.base))
+            for name, load in work.items()
+        }
         probe, ended = daemon.probe(), time.time()
         stall = common.worst_lag(probe, started, ended, "callback")[0]
     finally:
@@ -127,7 +136,11 @@ def measure_baseline(
     server = common.Helper("baseline-api", str(run_dir / "baseline.db"), workdir=run_dir)
     try:
         work["GET 10 conns"](server.base)  # warm-up
-        return {name: load(server.base) for name, load in work.items()}
+        pid = server.process.pid
+        return {
+            name: common.with_cpu(pid, functools.partial(load, server.base))
+            for name, load in work.items()
+        }
     finally:
         server.stop()
 
@@ -207,9 +220,10 @@ def measure_mixed(
         load(daemon.base, cases["mixed"], connections=10, seconds=seconds, use_wrk=use_wrk)
         for connections in MIX_CONNECTIONS:
             for name, requests in cases.items():
-                results[f"{name} {connections} conns"] = load(
-                    daemon.base, requests, connections=connections, seconds=seconds,
-                    use_wrk=use_wrk,
+                results[f"{name} {connections} conns"] = common.with_cpu(
+                    daemon.process.pid,
+                    functools.partial(load, daemon.base, requests, connections=connections,
+                                      seconds=seconds, use_wrk=use_wrk),
                 )  # fmt: skip
         stall = common.worst_lag(daemon.probe(), started, time.time(), "callback")[0]
     finally:
@@ -222,31 +236,47 @@ def measure_mixed(
 
 def report_mixed(runs: list[dict[str, common.Load]], kinds: list[str], stall: float) -> None:
     print(f"-- mixed traffic, medians of {len(runs)} runs")
-    print(f"   {'':28} {'req/s':>8} {'p99':>9} {'max':>9} {'errors':>7}")
+    print(f"   {'':28} {'req/s':>8} {'p99':>9} {'max':>9} {'errors':>7} {'cpu/req':>9}")
     writes = [name for name in kinds if "GET" not in name]
     for connections in MIX_CONNECTIONS:
-        rates = {}
+        rates, cpus = {}, {}
         for name in ["mixed", *kinds, "writes mixed", "mixed again"]:
             key = f"{name} {connections} conns"
             rate = common.median(r[key].rate for r in runs)
             p99 = common.median(r[key].p99 for r in runs)
             worst = common.median(r[key].max for r in runs)
             errors = sum(r[key].errors for r in runs)
-            print(f"   {key:28} {rate:8.0f} {common.ms(p99):>9} {common.ms(worst):>9} {errors:7}")
-            rates[name] = rate
+            cpu = common.median(r[key].cpu_per_request or 0.0 for r in runs)
+            print(
+                f"   {key:28} {rate:8.0f} {common.ms(p99):>9} {common.ms(worst):>9} {errors:7}"
+                f" {cpu * 1e6:6.0f} us"
+            )
+            rates[name], cpus[name] = rate, cpu
         predicted = len(kinds) / sum(1 / rates[name] for name in kinds)
         mixed_rate = (rates["mixed"] + rates["mixed again"]) / 2
+        mixed_cpu = (cpus["mixed"] + cpus["mixed again"]) / 2
         print(
             f"   {connections} conns: mixed (mean of both) / single-kind prediction "
             f"{mixed_rate / predicted:.2f}x "
-            f"(predicted {predicted:.0f} req/s: the harmonic mean of the six kinds alone)"
+            f"(predicted {predicted:.0f} req/s: the harmonic mean of the six kinds alone); "
+            f"CPU per request {mixed_cpu / _mean(cpus, kinds):.2f}x the kinds' mean"
         )
         predicted = len(writes) / sum(1 / rates[name] for name in writes)
         print(
             f"   {connections} conns: writes mixed / their prediction "
-            f"{rates['writes mixed'] / predicted:.2f}x (predicted {predicted:.0f} req/s)"
+            f"{rates['writes mixed'] / predicted:.2f}x (predicted {predicted:.0f} req/s); "
+            f"CPU per request {cpus['writes mixed'] / _mean(cpus, writes):.2f}x the kinds' mean"
+        )
+        scope, devin = "AgentScope PATCH", "Devin PATCH"
+        print(
+            f"   {connections} conns: {scope} / {devin}: {rates[scope] / rates[devin]:.2f}x the "
+            f"rate, {cpus[scope] / cpus[devin]:.2f}x the CPU per request"
         )
     print(f"   longest callback under load: {common.callback_ms(stall)} (<= 100 ms)")
+
+
+def _mean(values: dict[str, float], names: list[str]) -> float:
+    return sum(values[name] for name in names) / len(names)
 
 
 def mixed(seeded: Path, workdir: Path, ids: list[str], args: argparse.Namespace) -> None:
@@ -311,7 +341,7 @@ def report(
     print(f"-- medians of {len(ours)} runs")
     print(
         f"   {'':15} {'agentcron req/s':>15} {'p99':>9} {'max':>9} {'baseline req/s':>15} "
-        f"{'p99':>9} {'ratio':>6}  target"
+        f"{'p99':>9} {'ratio':>6} {'cpu/req ours':>13} {'baseline':>9}  target"
     )
     met = stall <= 0.1
     for name, (rate_target, p99_target) in TARGETS.items():
@@ -321,13 +351,16 @@ def report(
         errors = sum(r[name].errors for r in ours)
         base_rate = common.median(r[name].rate for r in theirs)
         base_p99 = common.median(r[name].p99 for r in theirs)
+        cpu = common.median(r[name].cpu_per_request or 0.0 for r in ours)
+        base_cpu = common.median(r[name].cpu_per_request or 0.0 for r in theirs)
         goal = f">= {rate_target:g}/s, " if rate_target else ""
         goal += f"p99 <= {p99_target * 1000:g} ms"
         ok = rate >= rate_target and p99 <= p99_target and errors == 0
         met = met and ok
         print(
             f"   {name:15} {rate:15.0f} {common.ms(p99):>9} {common.ms(worst):>9} "
-            f"{base_rate:15.0f} {common.ms(base_p99):>9} {rate / base_rate:5.2f}x  {goal}"
+            f"{base_rate:15.0f} {common.ms(base_p99):>9} {rate / base_rate:5.2f}x "
+            f"{cpu * 1e6:10.0f} us {base_cpu * 1e6:6.0f} us  {goal}"
             f"{'' if ok else '  MISSED'}{f'  errors {errors}' if errors else ''}"
         )
     print(f"   longest callback under load: {common.callback_ms(stall)} (<= 100 ms)")

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -568,16 +568,39 @@ class Load:
     p50: float
     p99: float
     max: float
+    cpu: float | None = None
+    """CPU seconds (user + system, every thread) the server process used during the load."""
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_per_request(self) -> float | None:
+        """Server CPU seconds per request: unlike the rate, it hardly moves with what else
+        the machine is running."""
+        return None if self.cpu is None or not self.requests else self.cpu / self.requests
+
     def line(self) -> str:
+        cpu = self.cpu_per_request
         return (
             f"{self.rate:8.0f} req/s  p50 {self.p50 * 1000:6.2f} ms  p99 {self.p99 * 1000:6.2f} ms"
-            f"  max {self.max * 1000:7.1f} ms  errors {self.errors}  ({self.tool})"
+            f"  max {self.max * 1000:7.1f} ms  errors {self.errors}"
+            f"{'' if cpu is None else f'  cpu {cpu * 1e6:5.0f} us/req'}  ({self.tool})"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, load: Callable[[], Load]) -> Load:
+    """`load()`, with the CPU process `pid` used meanwhile."""
+    before = cpu_seconds(pid)
+    found = load()
+    return dataclasses.replace(found, cpu=cpu_seconds(pid) - before)
 
 
 def generate_load(
