@@ -100,21 +100,24 @@ def respond(
     )
 
 
+WHOLE_BYTES: Final = 256 * 1024
+"""An encoded answer up to this long is handed to the socket at once (a fraction of a
+millisecond of copying); a longer one goes out in slices."""
 SLICE_BYTES: Final = 64 * 1024
-"""The most of an encoded answer one step of the event loop hands to the socket."""
+"""The most of a long answer one step of the event loop hands to the socket."""
 
 
 async def send_encoded(request: web.Request, body: bytes) -> web.StreamResponse:
     """`body`, a JSON answer already encoded (`api.json_rows`), sent as it is.
 
-    A long one (AgentScope's unpaged list may be megabytes) goes out a slice at a time, each
-    in its own step of the loop. A socket on a fast link takes megabytes without making the
-    writer wait, so without the explicit step a whole answer would be one callback, and ten
-    clients reading a long list at once would hold the loop for tens of milliseconds per
-    turn, timers included (a fire then starts that late). A slice is tens of microseconds
-    of copying.
+    A long one (over `WHOLE_BYTES`: AgentScope's unpaged list may be megabytes) goes out a
+    slice at a time, each in its own step of the loop. A socket on a fast link takes
+    megabytes without making the writer wait, so without the explicit step a whole answer
+    would be one callback, and ten clients reading a long list at once would hold the loop
+    for tens of milliseconds per turn, timers included (a fire then starts that late). A
+    slice is tens of microseconds of copying.
     """
-    if len(body) <= SLICE_BYTES:
+    if len(body) <= WHOLE_BYTES:
         return encoded_answer(body)
     response = web.StreamResponse()
     response.content_type, response.charset = "application/json", "utf-8"
