@@ -20,6 +20,7 @@ import aiohttp
 from daemon.config import LauncherConfig, SchedulerConfig
 from daemon.engine import Engine
 from daemon.following import FollowPlan
+from daemon.late_runs import SUPERSEDE_LEAD
 from daemon.launcher_http import HttpLauncher
 from daemon.launchers import Launcher
 from daemon.org_limits import OrgLimits
@@ -51,6 +52,20 @@ _REPORTED: Final = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.I
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+async def clear_of_the_minute_turn(
+    margin: timedelta = SUPERSEDE_LEAD + timedelta(seconds=10),
+) -> None:
+    """When the next minute starts within `margin`, wait until it has started.
+
+    A test that catches up a per-minute schedule, started a few seconds before a minute's
+    turn, would see its catch-up dropped for the regular fire due within `SUPERSEDE_LEAD`:
+    right for the engine, wrong for what such a test checks.
+    """
+    turn = now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if turn - now() < margin:
+        await asyncio.sleep((turn - now()).total_seconds())
 
 
 def http_launcher(service: SessionService, http: aiohttp.ClientSession) -> Launcher:
