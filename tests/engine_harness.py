@@ -65,7 +65,7 @@ async def clear_of_the_minute_turn(
     """
     turn = now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     if turn - now() < margin:
-        await asyncio.sleep((turn - now()).total_seconds())
+        await asyncio.sleep((turn - now()).total_seconds() + 0.05)  # a timer may wake early
 
 
 def http_launcher(service: SessionService, http: aiohttp.ClientSession) -> Launcher:
