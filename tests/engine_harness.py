@@ -54,16 +54,20 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def clear_of_the_minute_turn(
-    margin: timedelta = SUPERSEDE_LEAD + timedelta(seconds=10),
+async def clear_of_the_turn(
+    minutes: int = 1, margin: timedelta = SUPERSEDE_LEAD + timedelta(seconds=10)
 ) -> None:
-    """When the next minute starts within `margin`, wait until it has started.
+    """When the next turn of `*/minutes` (a divisor of 60) comes within `margin`, wait until
+    it has passed.
 
-    A test that catches up a per-minute schedule, started a few seconds before a minute's
-    turn, would see its catch-up dropped for the regular fire due within `SUPERSEDE_LEAD`:
-    right for the engine, wrong for what such a test checks.
+    A test that catches up a schedule of that period, started a few seconds before its next
+    instant, would see the catch-up dropped for the regular fire due within `SUPERSEDE_LEAD`
+    (or the instant it takes for "the latest" turn into the next one): right for the engine,
+    wrong for what such a test checks.
     """
-    turn = now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    moment = now().replace(second=0, microsecond=0)
+    turn = moment.replace(minute=moment.minute - moment.minute % minutes)
+    turn += timedelta(minutes=minutes)
     if turn - now() < margin:
         await asyncio.sleep((turn - now()).total_seconds() + 0.05)  # a timer may wake early
 

@@ -18,7 +18,7 @@ from storage.enums import RunStatus, RunTrigger
 from storage.identities import DirectoryRef
 from storage.store import Store
 from tests.conftest import NOPERM_TOKEN, ApiHarness
-from tests.engine_harness import SETTINGS, EngineHarness, now
+from tests.engine_harness import SETTINGS, EngineHarness, clear_of_the_turn, now
 from tests.session_service import SessionService
 
 SCHEDULES = "/v3/organizations/org-local/schedules"
@@ -65,6 +65,8 @@ async def backfill(
 
 
 async def every_ten_minutes(harness: EngineHarness, **fields: Any) -> Schedule:
+    """A `*/10` schedule, made clear of its next instant (see `clear_of_the_turn`)."""
+    await clear_of_the_turn(10)
     return await harness.create(cron="*/10 * * * *", **fields)
 
 

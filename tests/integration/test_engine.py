@@ -22,7 +22,7 @@ from storage.identities import DirectoryRef, User
 from storage.store import Store
 from storage.timing import jitter_offset
 from tests.deadline import eventually
-from tests.engine_harness import SETTINGS, EngineHarness, clear_of_the_minute_turn, now
+from tests.engine_harness import SETTINGS, EngineHarness, clear_of_the_turn, now
 from tests.session_service import Reply, SessionService
 
 S = RunStatus
@@ -362,7 +362,7 @@ async def test_start_up_catches_up_once_records_older_misses_and_interrupts_stuc
     store: Store, directory: DirectoryRef, service: SessionService, http: aiohttp.ClientSession
 ) -> None:
     harness = EngineHarness(store, directory, service, http)
-    await clear_of_the_minute_turn()
+    await clear_of_the_turn()
     minute = now().replace(second=0, microsecond=0)
     recurring = await harness.create(cron="* * * * *")
     await store.advance_schedules(
