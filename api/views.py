@@ -7,7 +7,7 @@ Unix seconds, as Devin's playbook API has them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from api import json_rows
 from api.conditional import etag
-from api.devin_models import DevinPlaybook, DevinSchedule
+from api.devin_models import DevinPlaybook
 from storage.domain import Playbook, Schedule
 from storage.store import Store
 
@@ -30,11 +30,6 @@ EDIT_HEADERS: Final = {
 """The headers an edit or delete may answer with, as the OpenAPI document describes them."""
 
 
-def schedule_json(schedule: Schedule, playbook_titles: Mapping[str, str]) -> DevinSchedule:
-    """`schedule` on the wire; `playbook` is null unless its playbook is in `playbook_titles`."""
-    return DevinSchedule.of(schedule, playbook_titles)
-
-
 def edit_headers(schedule: Schedule) -> dict[str, str]:
     """The headers of an answer to an edit or delete of `schedule`: a `Warning` when the
     configuration file manages it, since the next reload (or restart) undoes the change."""
@@ -44,12 +39,6 @@ def edit_headers(schedule: Schedule) -> dict[str, str]:
 def answer_headers(schedule: Schedule) -> dict[str, str]:
     """The headers of an answer to an edit or delete: its ETag, and `edit_headers`."""
     return etag(schedule) | edit_headers(schedule)
-
-
-async def schedules_json(store: Store, schedules: Sequence[Schedule]) -> list[DevinSchedule]:
-    """Several schedules on the wire, their playbook titles read in one query."""
-    titles = await store.playbook_titles(s.playbook_id for s in schedules if s.playbook_id)
-    return [schedule_json(schedule, titles) for schedule in schedules]
 
 
 async def schedule_answer(

@@ -26,7 +26,7 @@ from api import json_rows
 from api.agentscope_models import ScheduleList, ScheduleRecord, SessionItem, SessionList
 from api.devin_models import DevinSchedule, DevinScheduleList
 from api.runs import RunList
-from api.views import SLICE_BYTES, WHOLE_BYTES, schedules_json, send_encoded
+from api.views import SLICE_BYTES, WHOLE_BYTES, send_encoded
 from api.wire import run_json
 from storage.catalogue import CATALOGUE, Entry
 from storage.domain import Playbook, Run, Schedule
@@ -161,7 +161,8 @@ async def test_a_devin_schedule_page_is_byte_for_byte_the_models_answer(
     await seed(store)
     visible = None if agents is None else frozenset({"devin", "data_analyst", "advanced"})
     page = await store.list_schedules(ORG, limit=limit, offset=offset, agents=visible)
-    items = await schedules_json(store, page.items)
+    titles = await store.playbook_titles(s.playbook_id for s in page.items if s.playbook_id)
+    items = [DevinSchedule.of(schedule, titles) for schedule in page.items]
     expected = DevinScheduleList.of(items, offset=offset, total=page.total).model_dump_json()
     encoded = await store.encode_schedules(
         ORG,

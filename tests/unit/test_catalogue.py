@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from api import agentscope, schedules
 from api.agentscope_models import CreateScheduleRequest, UpdateScheduleRequest
 from api.devin_models import DevinSchedule, ScheduleCreate, ScheduleUpdate
-from api.views import schedule_json
 from daemon import bootstrap, notify_messages
 from daemon.config import ScheduleConfig
 from storage import catalogue, domain
@@ -168,7 +167,7 @@ def test_a_patch_null_clears_exactly_the_clearable_fields() -> None:
 
 def test_a_devin_answer_carries_every_answered_field_under_its_wire_name() -> None:
     answered = wire_names("devin", "answer")
-    answer = json.loads(schedule_json(a_schedule(tags=["t"]), {}).model_dump_json())
+    answer = json.loads(DevinSchedule.of(a_schedule(tags=["t"]), {}).model_dump_json())
     assert list(answer) == list(DevinSchedule.model_fields)
     assert set(answer) == set(answered.values())
     assert answer["scheduled_session_id"].startswith("sched-")
