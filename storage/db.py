@@ -145,7 +145,6 @@ class Database:
         self._pending: deque[WriteOp] = deque()
         self._in_flight = False  # a batch is on the writer thread
         self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.generation = 0
@@ -182,8 +181,7 @@ class Database:
 
     def start_writing(self) -> None:
         """Serve `write` from now on, once the schema is ready."""
-        self._loop = asyncio.get_running_loop()
-        self._stopped = self._loop.create_future()
+        self._stopped = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._serve_writes(), name="store-writer")
 
     @property
@@ -287,9 +285,9 @@ class Database:
         Exceptions raised by `fn` reach the caller (its savepoint is rolled back, the rest of
         the batch commits). A failed commit raises StoreUnavailable to every caller in the batch.
         """
-        if self._loop is None or self._stopped is None or self._stopped.done() or self._closing:
+        if self._stopped is None or self._stopped.done() or self._closing:
             raise StoreUnavailable("the database writer is not running")
-        future: asyncio.Future[T] = self._loop.create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(WriteOp(fn, future))
         if not self._in_flight:
             self._start_batch()
@@ -318,8 +316,8 @@ class Database:
         # hears back.
         self.generation += 1
         apply = batch_of(batch) if self._group_commit else each_of(batch)
-        assert self._loop is not None
-        self._writer_thread.submit(self._apply, batch, apply, self._loop)
+        loop = asyncio.get_running_loop()  # on the loop: from `write` or `_settle`
+        self._writer_thread.submit(self._apply, batch, apply, loop)
 
     def _apply(
         self,
