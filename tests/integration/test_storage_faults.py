@@ -206,6 +206,9 @@ async def test_writes_during_a_storage_fault_are_503_change_nothing_and_work_aft
     service.answer(Reply(delay=0.5))  # a launch still going when the fault starts
     status, in_flight = await api.call("POST", f"{DEVIN}/schedules/{ids['schedule']}/trigger")
     assert status == 202
+    # Its request has left (so its dispatch mark committed before the fault): only its
+    # outcome meets the fault.
+    await service.wait_for(1)
     before = await state(api.store)
 
     with capture_logs() as logs:
