@@ -69,7 +69,10 @@ async def clear_of_the_turn(
     turn = moment.replace(minute=moment.minute - moment.minute % minutes)
     turn += timedelta(minutes=minutes)
     if turn - now() < margin:
-        await asyncio.sleep((turn - now()).total_seconds() + 0.05)  # a timer may wake early
+        # Past the turn by more than the engine's grace: an instant that young still fires
+        # as a regular (late) fire, not as a catch-up. The extra second: timers wake early.
+        behind = timedelta(seconds=SETTINGS.missed_run_grace + 1.0)
+        await asyncio.sleep((turn + behind - now()).total_seconds())
 
 
 def http_launcher(service: SessionService, http: aiohttp.ClientSession) -> Launcher:
