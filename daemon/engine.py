@@ -358,7 +358,7 @@ class Engine:
 
     # -- timers ----------------------------------------------------------------------------
 
-    async def _on_timer(self, fire_at: datetime) -> None:
+    def _on_timer(self, fire_at: datetime) -> None:
         """An instant's timer went off: fire every schedule still in its batch.
 
         A timer that goes off late (the wall clock jumped forward, or the loop stalled) is a

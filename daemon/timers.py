@@ -11,11 +11,13 @@ schedule's timer fires at it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -44,12 +46,33 @@ class _LoopTimerScheduler(AsyncIOScheduler):  # type: ignore[misc]  # untyped li
         self._start_timer(self._process_jobs())
 
 
-class TimerBook:
-    """Timers by schedule and by fire instant; `on_due(fire_at)` runs when an instant comes."""
+class _InlineExecutor(BaseExecutor):  # type: ignore[misc]  # untyped library
+    """Runs a due job's callable at once, in the timer's own callback on the loop.
 
-    def __init__(self, on_due: Callable[[datetime], Awaitable[None]]) -> None:
+    APScheduler's asyncio executor starts a coroutine job as a task: one more turn of the
+    loop between the instant and the engine. The book's one callable only hands the instant
+    to the engine, which takes it without blocking, so it runs in place. The executor's own
+    bookkeeping of the job (its instance count, its events) follows in the next turn, as
+    `submit_job` counts the instance only once this returns.
+    """
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+        asyncio.get_running_loop().call_soon(self._run_job_success, job.id, events)
+
+
+class TimerBook:
+    """Timers by schedule and by fire instant; `on_due(fire_at)` runs when an instant comes.
+
+    `on_due` runs in the timer's callback, on the loop: it must hand the instant on (start a
+    task) rather than do the work itself.
+    """
+
+    def __init__(self, on_due: Callable[[datetime], None]) -> None:
         self._on_due = on_due
-        self._scheduler = _LoopTimerScheduler(timezone="UTC")
+        self._scheduler = _LoopTimerScheduler(
+            timezone="UTC", executors={"default": _InlineExecutor()}
+        )
         self._timers: dict[str, Timer] = {}
         self._batches: dict[datetime, set[str]] = {}
 

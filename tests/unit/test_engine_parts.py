@@ -28,7 +28,7 @@ def schedule(schedule_id: str, **changes: object) -> Schedule:
     return dataclasses.replace(made, id=schedule_id, **changes)
 
 
-async def _never(_: datetime) -> None:
+def _never(_: datetime) -> None:
     raise AssertionError("no instant is due in these tests")
 
 
@@ -53,6 +53,32 @@ async def test_a_dropped_timer_is_not_taken_and_dropping_twice_is_harmless() -> 
     book.drop("a")
     book.drop("a")
     assert book.held("a") is None and book.take(T0) == []
+
+
+async def test_an_instant_reaches_the_engine_in_the_timers_own_callback() -> None:
+    """No task (a turn of a busy loop) between the instant and the engine taking it."""
+    due: asyncio.Future[tuple[datetime, asyncio.Task[object] | None]]
+    due = asyncio.get_running_loop().create_future()
+
+    def on_due(fire_at: datetime) -> None:
+        due.set_result((fire_at, asyncio.current_task()))
+
+    book = TimerBook(on_due)
+    instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    book.hold(timer_for(schedule("a"), instant))
+    book.start()
+    try:
+        fire_at, task = await asyncio.wait_for(due, timeout=10)
+        assert fire_at == instant and task is None
+        # The executor's count of the job's running instances settles back to none.
+        executor = book._scheduler._lookup_executor("default")
+        for _ in range(100):
+            if not executor._instances:
+                break
+            await asyncio.sleep(0)
+        assert dict(executor._instances) == {}
+    finally:
+        book.shutdown()
 
 
 # --- the horizon --------------------------------------------------------------------------
