@@ -7,12 +7,12 @@ how concurrent writers of a server database take turns.
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
@@ -20,21 +20,34 @@ T = TypeVar("T")
 CHANNEL = "agentcron_schedules"
 """The PostgreSQL notification channel of schedule changes (`storage.fleet_members`)."""
 
-_INSERTS: dict[str, Callable[..., Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
+_DIALECTS = ("sqlite", "postgresql")
 
 
-def by_name(build: Callable[[Callable[..., Any]], T]) -> dict[str, T]:
-    """`build(insert)` for each dialect's INSERT construct, by dialect name: a statement
-    with an ON CONFLICT clause, built once per dialect at import."""
-    return {name: build(insert) for name, insert in _INSERTS.items()}
+def _insert_of(name: str) -> Callable[..., Any]:
+    # Imported when first used: loading SQLAlchemy's PostgreSQL dialect costs a SQLite
+    # daemon tens of milliseconds of its start-up for nothing.
+    if name not in _DIALECTS:
+        raise KeyError(name)
+    insert: Callable[..., Any] = importlib.import_module(f"sqlalchemy.dialects.{name}").insert
+    return insert
+
+
+class ByDialect(dict[str, T]):
+    """A statement with an ON CONFLICT clause by dialect name: `build(insert)`, from that
+    dialect's INSERT construct, built the first time a connection of the dialect asks."""
+
+    def __init__(self, build: Callable[[Callable[..., Any]], T]) -> None:
+        super().__init__()
+        self._build = build
+
+    def __missing__(self, name: str) -> T:
+        built = self[name] = self._build(_insert_of(name))
+        return built
 
 
 def upsert_insert(conn: Connection) -> Callable[..., Any]:
     """The INSERT construct (with `on_conflict_do_*`) of the connection's dialect."""
-    return _INSERTS[conn.dialect.name]
+    return _insert_of(conn.dialect.name)
 
 
 def serialize(conn: Connection, topic: str) -> None:

@@ -20,13 +20,16 @@ from sqlmodel import SQLModel
 from storage import (
     dialects,
     schema_versions,
-    tables,  # noqa: F401  (registers the tables on SQLModel.metadata)
+    tables,  # registers the tables on SQLModel.metadata
 )
 from storage.db import READERS, Database
 from storage.errors import SchemaError
 from storage.fleet_members import FLEET_METADATA
 from storage.schema_steps import SCHEMA_VERSION
 from storage.sqlite_file import check_version
+
+for _index in tables.LIST_INDEXES:  # partial, as on SQLite (see `LIST_INDEXES`)
+    _index.dialect_kwargs["postgresql_where"] = _index.dialect_kwargs["sqlite_where"]
 
 DRIVER = "postgresql+psycopg"
 SCHEMA_LOCK = "schema"

@@ -22,7 +22,9 @@ from storage.store import OrgLaunch, Page
 from storage.tables import RUNS, SCHEDULES
 
 # Run with many parameter sets at once (one executemany, not one per row).
-_CLAIM = dialects.by_name(lambda insert: insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id))
+_CLAIM = dialects.ByDialect(
+    lambda insert: insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+)
 _FINISH_RUN = (
     update(RUNS)
     .where(RUNS.c.id == bindparam("b_id"))

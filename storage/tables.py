@@ -124,20 +124,21 @@ LIST_INDEXES = (
         SCHEDULES.c.owner_user_id,
         SCHEDULES.c.created_at,
         sqlite_where=SCHEDULES.c.deleted_at.is_(None),
-        postgresql_where=SCHEDULES.c.deleted_at.is_(None),
     ),
     Index(
         "ix_schedules_live_org_created",
         SCHEDULES.c.org_id,
         SCHEDULES.c.created_at,
         sqlite_where=SCHEDULES.c.deleted_at.is_(None),
-        postgresql_where=SCHEDULES.c.deleted_at.is_(None),
     ),
 )
 """The lists of an owner's and of an org's live schedules in creation order: read along
 the index (SQLite keeps the rowid last in every index entry, which breaks ties in
 `created_at` as the lists do), counted from the index alone, never sorted. A runs list
-needs none of its own: `uq_runs_schedule_instant` gives its order."""
+needs none of its own: `uq_runs_schedule_instant` gives its order.
+
+Partial on PostgreSQL too: `storage.postgres_db` adds the same condition as that dialect's
+option when it loads (naming it here would load the dialect into every SQLite daemon)."""
 
 
 class RunRow(SQLModel, table=True):

@@ -42,6 +42,16 @@ async def test_a_new_database_records_the_schema_version(url: str) -> None:
     assert revision == revision_of(SCHEMA_VERSION)
 
 
+async def test_a_new_database_keeps_the_list_indexes_to_live_schedules(url: str) -> None:
+    store = await PostgresStore.connect(url)
+    await store.close()
+    with psycopg.connect(url) as conn:
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE 'ix_%_live_%'"
+        found = dict(conn.execute(query).fetchall())
+    assert set(found) == {"ix_schedules_live_owner_created", "ix_schedules_live_org_created"}
+    assert all(definition.endswith("WHERE (deleted_at IS NULL)") for definition in found.values())
+
+
 async def test_a_newer_schema_is_refused_and_left_alone(url: str) -> None:
     newer = revision_of(SCHEMA_VERSION + 1)
     store = await PostgresStore.connect(url)
