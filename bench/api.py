@@ -31,7 +31,10 @@ mixing costs nothing.
 
 Every load also reports the server process's CPU per request (user + system, all threads,
 from /proc): on a shared machine it moves far less than the rates do, so it is the figure to
-compare two servers or two kinds of request by, beside the rates.
+compare two servers or two kinds of request by, beside the rates. The mixed report adds how
+busy the server was (its CPU seconds per second): a request that finds the process idle
+costs more CPU than one that follows another at once, so CPU per request compares fairly
+only between loads of similar busyness.
 """
 
 from __future__ import annotations
@@ -236,7 +239,7 @@ def measure_mixed(
 
 def report_mixed(runs: list[dict[str, common.Load]], kinds: list[str], stall: float) -> None:
     print(f"-- mixed traffic, medians of {len(runs)} runs")
-    print(f"   {'':28} {'req/s':>8} {'p99':>9} {'max':>9} {'errors':>7} {'cpu/req':>9}")
+    print(f"   {'':28} {'req/s':>8} {'p99':>9} {'max':>9} {'errors':>7} {'cpu/req':>9} {'busy':>5}")
     writes = [name for name in kinds if "GET" not in name]
     for connections in MIX_CONNECTIONS:
         rates, cpus = {}, {}
@@ -247,9 +250,10 @@ def report_mixed(runs: list[dict[str, common.Load]], kinds: list[str], stall: fl
             worst = common.median(r[key].max for r in runs)
             errors = sum(r[key].errors for r in runs)
             cpu = common.median(r[key].cpu_per_request or 0.0 for r in runs)
+            busy = common.median(r[key].busy or 0.0 for r in runs)
             print(
                 f"   {key:28} {rate:8.0f} {common.ms(p99):>9} {common.ms(worst):>9} {errors:7}"
-                f" {cpu * 1e6:6.0f} us"
+                f" {cpu * 1e6:6.0f} us {busy:5.2f}"
             )
             rates[name], cpus[name] = rate, cpu
         predicted = len(kinds) / sum(1 / rates[name] for name in kinds)
