@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 _KEYED_FIRE_STATES = 16
 """Up to this many schedules, `fire_states` is a keyed read (see `Database.lookup`)."""
+_CLAIMED_NOW = 16
+"""Up to this many runs, a claim may commit on the loop (see `Database.write_now`)."""
 
 
 class SqliteStore:
@@ -205,7 +207,9 @@ class SqliteStore:
     # -- runs ------------------------------------------------------------------------------
 
     async def claim_runs(self, runs: Sequence[Run]) -> list[Run]:
-        return await self.db.write(lambda conn: sqlite_runs.claim(conn, runs))
+        # A timer's few runs launch as soon as their claim commits: not a moment later.
+        write = self.db.write_now if len(runs) <= _CLAIMED_NOW else self.db.write
+        return await write(lambda conn: sqlite_runs.claim(conn, runs))
 
     async def claim_catchups(
         self, moves: Sequence[Move], runs: Sequence[Run]
@@ -217,7 +221,7 @@ class SqliteStore:
         return bool(claimed)
 
     async def mark_dispatched(self, run_id: str, *, at: datetime) -> None:
-        await self.db.write(lambda conn: sqlite_runs.mark_dispatched(conn, run_id, at))
+        await self.db.write_now(lambda conn: sqlite_runs.mark_dispatched(conn, run_id, at))
 
     async def finish_runs(
         self, outcomes: Sequence[RunOutcome], *, max_consecutive_failures: int

@@ -3,14 +3,18 @@
 Writes that arrive while a batch is on the writer thread share the next transaction; an
 operation that raises is undone alone; `close` commits what was queued and refuses what
 comes after; a writer broken by something that is not a database error answers every
-caller and ends its task with the error, for the daemon to stop on.
+caller and ends its task with the error, for the daemon to stop on. A small write a launch
+waits on (`write_now`) commits on the loop, on the same connection, only while the writer
+is idle, once a step, and never waiting on the loop for another process's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+import storage.db
 from storage.db import Database
 from storage.errors import StoreUnavailable
 from tests.deadline import eventually
@@ -122,3 +127,113 @@ async def test_a_broken_writer_answers_its_callers_and_ends_its_task(db: Databas
             await task
     with pytest.raises(StoreUnavailable, match="not running"):
         await db.write(note(1, []))
+
+
+# -- write_now: a small write committed on the loop while the writer is idle ------------------
+
+
+def noted_where(value: int, where: list[tuple[int, Any]]) -> Any:
+    """An operation noting the thread it ran on and the driver connection it used."""
+
+    def op(conn: Connection) -> int:
+        where.append((threading.get_ident(), conn.connection.driver_connection))
+        conn.execute(text("INSERT INTO notes VALUES (:n)"), {"n": value})
+        return value
+
+    return op
+
+
+def committed(path: Path) -> list[int]:
+    """The notes another connection sees: what is committed, not what one connection holds."""
+    with closing(sqlite3.connect(path)) as conn:
+        return [n for (n,) in conn.execute("SELECT n FROM notes ORDER BY n")]
+
+
+async def test_a_write_now_while_the_writer_is_idle_commits_on_the_loop(db: Database) -> None:
+    where: list[tuple[int, Any]] = []
+    assert await db.write_now(noted_where(1, where)) == 1
+    assert db.path is not None and committed(db.path) == [1]
+    await db.write(noted_where(2, where))
+    (loop_thread, on_loop), (writer_thread, on_writer) = where
+    assert loop_thread == threading.get_ident() != writer_thread
+    assert on_loop is on_writer  # one write connection, whichever thread commits
+
+    def settings(conn: Connection) -> tuple[int, int]:
+        busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+        return busy, conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+
+    assert await db.write(settings) == (5000, 1000)  # as they were before the loop's commit
+
+    def fails(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO notes VALUES (99)"))
+        raise ValueError("refused")
+
+    await asyncio.sleep(0)  # a later step of the loop may commit on it again
+    with pytest.raises(ValueError, match="refused"):
+        await db.write_now(fails)
+    assert committed(db.path) == [1, 2]
+
+
+async def test_a_write_now_while_a_batch_is_on_the_writer_waits_its_turn(db: Database) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> int:
+        started.set()
+        assert release.wait(10)
+        return 0
+
+    first = asyncio.create_task(db.write(held))
+    await eventually(started.is_set)
+    where: list[tuple[int, Any]] = []
+    now = asyncio.create_task(db.write_now(noted_where(1, where)))
+    await asyncio.sleep(0)
+    assert not now.done() and where == []  # queued behind the batch, not run on the loop
+    release.set()
+    async with asyncio.timeout(10):
+        assert (await first, await now) == (0, 1)
+    assert where[0][0] != threading.get_ident()
+
+
+async def test_only_the_first_write_now_of_a_step_commits_on_the_loop(db: Database) -> None:
+    where: list[tuple[int, Any]] = []
+    async with asyncio.timeout(10):
+        # Both tasks take their first step in the same turn of the loop.
+        assert await asyncio.gather(
+            db.write_now(noted_where(1, where)), db.write_now(noted_where(2, where))
+        ) == [1, 2]
+    threads = [thread for thread, _ in where]
+    assert threads[0] == threading.get_ident() != threads[1]
+    assert db.path is not None and committed(db.path) == [1, 2]
+
+
+async def test_a_write_now_never_holds_the_loop_on_another_process_lock(db: Database) -> None:
+    assert db.path is not None
+    where: list[tuple[int, Any]] = []
+    with closing(sqlite3.connect(db.path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        now = asyncio.create_task(db.write_now(noted_where(1, where)))
+        ticks = 0
+
+        async def loop_turns() -> bool:
+            nonlocal ticks
+            ticks += 1
+            return ticks >= 5  # the loop kept turning while the write waited
+
+        await eventually(loop_turns)
+        assert not now.done()
+        other.execute("COMMIT")
+    async with asyncio.timeout(10):
+        assert await now == 1
+    assert where[-1][0] != threading.get_ident()  # the writer's thread waited for the lock
+    assert committed(db.path) == [1]
+
+
+async def test_a_slow_commit_on_the_loop_sends_writes_to_the_writer_for_a_while(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage.db, "LOOP_COMMIT_LIMIT", 0.0)  # every commit is "slow"
+    where: list[tuple[int, Any]] = []
+    await db.write_now(noted_where(1, where))
+    await asyncio.sleep(0)
+    await db.write_now(noted_where(2, where))
+    assert [thread == threading.get_ident() for thread, _ in where] == [True, False]
