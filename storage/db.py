@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -58,6 +59,8 @@ from storage.write_batches import WriteOp, batch_of, each_of, unavailable
 
 T = TypeVar("T")
 
+log = structlog.get_logger("agentcron.store")
+
 MAX_BATCH = 256
 READERS = 4
 BULK_SWITCH_INTERVAL = 0.001
@@ -66,9 +69,11 @@ BUSY_TIMEOUT_MS = 5000
 """How long a statement waits for another process's lock on the file."""
 AUTOCHECKPOINT_PAGES = 1000
 """SQLite's default: a commit leaving more pages than this in the log checkpoints it."""
-LOOP_COMMIT_LIMIT = 0.005
-"""Seconds a commit on the loop (`write_now`) may take; one that took longer, on a slow or
-busy disk, sends every write to the writer's thread for `LOOP_COMMIT_PAUSE` seconds."""
+LOOP_COMMIT_LIMIT, LOOP_COMMIT_MEAN = 0.020, 0.005
+"""Seconds a commit on the loop (`write_now`) may take, and their running mean. A disk slow
+to sync sends one commit over the first or several over the second; every write then goes
+to the writer's thread for `LOOP_COMMIT_PAUSE` seconds. (A lone commit of a few ms happens
+on a busy machine when the loop's thread loses its CPU meanwhile.)"""
 LOOP_COMMIT_PAUSE = 60.0
 
 
@@ -159,7 +164,8 @@ class Database:
         self._write_conn: Connection | None = None
         self._loop_commits = False  # SQLite: a small write may be committed on the loop
         self._committed_this_step = False
-        self._loop_commits_from = 0.0  # monotonic; later after a slow commit on the loop
+        self._loop_commits_from = 0.0  # monotonic; later after slow commits on the loop
+        self._loop_commit_mean = 0.0  # seconds, weighted towards the latest
         self._pending: deque[WriteOp] = deque()
         self._in_flight = False  # a batch is on the writer thread
         self._closing = False
@@ -344,8 +350,7 @@ class Database:
             raise unavailable(exc) from exc
         finally:
             self.generation += 1
-            if time.monotonic() - began > LOOP_COMMIT_LIMIT:
-                self._loop_commits_from = time.monotonic() + LOOP_COMMIT_PAUSE
+            self._timed_loop_commit(time.monotonic() - began)
         if op.error is not None:
             raise op.error
         return op.result  # type: ignore[no-any-return]
@@ -361,6 +366,18 @@ class Database:
             and not self._closing
             and time.monotonic() >= self._loop_commits_from
         )
+
+    def _timed_loop_commit(self, took: float) -> None:
+        mean = self._loop_commit_mean = 0.8 * self._loop_commit_mean + 0.2 * took
+        if took > LOOP_COMMIT_LIMIT or mean > LOOP_COMMIT_MEAN:
+            self._loop_commits_from = time.monotonic() + LOOP_COMMIT_PAUSE
+            self._loop_commit_mean = 0.0
+            log.info(
+                "store_loop_commits_paused",
+                took_s=round(took, 4),
+                mean_s=round(mean, 4),
+                pause_s=LOOP_COMMIT_PAUSE,
+            )
 
     def _next_step(self) -> None:
         self._committed_this_step = False

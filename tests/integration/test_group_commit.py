@@ -228,10 +228,11 @@ async def test_a_write_now_never_holds_the_loop_on_another_process_lock(db: Data
     assert committed(db.path) == [1]
 
 
-async def test_a_slow_commit_on_the_loop_sends_writes_to_the_writer_for_a_while(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("bound", ["LOOP_COMMIT_LIMIT", "LOOP_COMMIT_MEAN"])
+async def test_slow_commits_on_the_loop_send_writes_to_the_writer_for_a_while(
+    db: Database, monkeypatch: pytest.MonkeyPatch, bound: str
 ) -> None:
-    monkeypatch.setattr(storage.db, "LOOP_COMMIT_LIMIT", 0.0)  # every commit is "slow"
+    monkeypatch.setattr(storage.db, bound, 0.0)  # every commit is over this bound
     where: list[tuple[int, Any]] = []
     await db.write_now(noted_where(1, where))
     await asyncio.sleep(0)
