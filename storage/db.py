@@ -329,8 +329,8 @@ class Database:
         the loop starts them. Otherwise it is an ordinary `write`: when a batch is on the
         writer's thread or waiting, when another write was committed on the loop in this
         step already (a burst shares the writer's commits instead), when another process
-        holds the file's lock (the loop never waits for it), and for a while after a commit
-        on the loop took over `LOOP_COMMIT_LIMIT`. Either way the answer comes after COMMIT.
+        holds the file's lock (the loop never waits for it), and for a while after slow
+        commits on the loop (`LOOP_COMMIT_LIMIT`). Either way the answer comes after COMMIT.
         """
         if not self._may_commit_on_loop():
             return await self.write(fn)
@@ -338,19 +338,21 @@ class Database:
         self._committed_this_step = True
         loop.call_soon(self._next_step)
         op = WriteOp(fn, loop.create_future())
-        began = time.monotonic()
+        began, locked = time.monotonic(), False
         self.generation += 1  # as around a batch (see `_start_batch`)
         try:
             self._on_write_connection(lambda conn: _without_waiting(conn, batch_of([op])))
         except OperationalError as exc:
             if not _busy(exc):
                 raise unavailable(exc) from exc
-            return await self.write(fn)  # nothing was written: the lock was not taken
+            locked = True
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             raise unavailable(exc) from exc
         finally:
             self.generation += 1
             self._timed_loop_commit(time.monotonic() - began)
+        if locked:
+            return await self.write(fn)  # nothing was written: the lock was not taken
         if op.error is not None:
             raise op.error
         return op.result  # type: ignore[no-any-return]
