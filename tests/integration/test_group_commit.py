@@ -52,7 +52,8 @@ async def notes(db: Database) -> list[int]:
     return [row.n for row in rows]
 
 
-async def test_writes_arriving_during_a_batch_share_the_next_commit(db: Database) -> None:
+async def batch_held(db: Database) -> tuple[asyncio.Task[int], threading.Event]:
+    """A batch on the writer thread, answering 0 once the event returned is set."""
     started, release = threading.Event(), threading.Event()
 
     def held(conn: Connection) -> int:
@@ -61,7 +62,12 @@ async def test_writes_arriving_during_a_batch_share_the_next_commit(db: Database
         return 0
 
     first = asyncio.create_task(db.write(held))
-    await eventually(started.is_set)  # the first batch is on the writer thread
+    await eventually(started.is_set)
+    return first, release
+
+
+async def test_writes_arriving_during_a_batch_share_the_next_commit(db: Database) -> None:
+    first, release = await batch_held(db)
     transactions: list[Any] = []
     later = [asyncio.create_task(db.write(note(value, transactions))) for value in range(1, 6)]
     await asyncio.sleep(0)  # every later write is queued behind the running batch
@@ -175,15 +181,7 @@ async def test_a_write_now_while_the_writer_is_idle_commits_on_the_loop(db: Data
 
 
 async def test_a_write_now_while_a_batch_is_on_the_writer_waits_its_turn(db: Database) -> None:
-    started, release = threading.Event(), threading.Event()
-
-    def held(conn: Connection) -> int:
-        started.set()
-        assert release.wait(10)
-        return 0
-
-    first = asyncio.create_task(db.write(held))
-    await eventually(started.is_set)
+    first, release = await batch_held(db)
     where: list[tuple[int, Any]] = []
     now = asyncio.create_task(db.write_now(noted_where(1, where)))
     await asyncio.sleep(0)
