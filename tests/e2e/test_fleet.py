@@ -228,9 +228,12 @@ def check_failover(members: list[DaemonProcess], sessions: SessionRecorder, timi
     earliest, latest = (
         killed + timedelta(seconds=timing.lease + d) for d in (-timing.heartbeat, timing.heartbeat)
     )
+    # A run is listed once claimed; its launch reaches the sessions a moment later.
     wait_until(
-        lambda: all(runs_of(creator, sid) for sid in ids),
-        "a run of each",
+        lambda: (
+            all(runs_of(creator, sid) for sid in ids) and len(launches_by_run(sessions)) >= len(ids)
+        ),
+        "a run of each, and its launch received",
         timeout=timing.lease + 20,
     )
     for survivor in survivors:
