@@ -161,7 +161,6 @@ class Database:
         self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="store-bulk")
         self._connections = _ThreadConnections()
         self._inline: Engine | None = None
-        self._write_conn: Connection | None = None
         self._loop_commits = False  # SQLite: a small write may be committed on the loop
         self._committed_this_step = False
         self._loop_commits_from = 0.0  # monotonic; later after slow commits on the loop
@@ -237,9 +236,6 @@ class Database:
         self._reader_threads.shutdown(wait=True)  # reads in flight finish first
         self._bulk_thread.shutdown(wait=True)
         self._connections.close_all()
-        if self._write_conn is not None:
-            with contextlib.suppress(DBAPIError, sqlite3.Error):
-                self._write_conn.close()
         self._writer.dispose()
         self._reader.dispose()
         self._bulk.dispose()
@@ -385,17 +381,9 @@ class Database:
         self._committed_this_step = False
 
     def _on_write_connection(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on the one write connection (opened on first use, and again after one
-        failed): on the writer's thread, or on the loop while that thread is idle."""
-        conn = self._write_conn
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._write_conn = self._writer.connect()
-        try:
-            return fn(conn)
-        except BaseException:
-            if not _reset(conn):
-                self._write_conn = None
-            raise
+        """Run `fn` on the one write connection: on the writer's thread, or on the loop
+        while that thread is idle."""
+        return self._connections.use(self._writer, fn, shared=True)
 
     async def in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the writer's thread (before the write loop starts: the schema)."""
@@ -514,7 +502,8 @@ def _reset(conn: Connection) -> bool:
 
 
 class _ThreadConnections:
-    """One connection per database thread, kept for the thread's life.
+    """One connection per database thread, kept for the thread's life; and, `shared`, the
+    one write connection, used by one thread at a time (see `Database.write_now`).
 
     Checking a connection out of the pool and back in (with its reset) costs more than a
     small read; a thread keeps its own instead. A connection that fails is closed and the
@@ -524,11 +513,14 @@ class _ThreadConnections:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._shared: dict[Engine, Connection] = {}
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
 
-    def use(self, engine: Engine, fn: Callable[[Connection], T]) -> T:
-        kept: dict[Engine, Connection] = self._local.__dict__.setdefault("kept", {})
+    def use(self, engine: Engine, fn: Callable[[Connection], T], *, shared: bool = False) -> T:
+        kept: dict[Engine, Connection] = (
+            self._shared if shared else self._local.__dict__.setdefault("kept", {})
+        )
         conn = kept.get(engine)
         if conn is None or conn.closed or conn.invalidated:
             conn = kept[engine] = engine.connect()
