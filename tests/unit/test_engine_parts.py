@@ -17,6 +17,7 @@ from daemon.timers import TimerBook
 from storage.domain import FinishedRun, Run, Schedule
 from storage.enums import RunStatus, RunTrigger
 from tests.conftest import ORG
+from tests.deadline import eventually
 
 T0 = datetime(2030, 1, 7, 12, tzinfo=UTC)
 
@@ -72,11 +73,7 @@ async def test_an_instant_reaches_the_engine_in_the_timers_own_callback() -> Non
         assert fire_at == instant and task is None
         # The executor's count of the job's running instances settles back to none.
         executor = book._scheduler._lookup_executor("default")
-        for _ in range(100):
-            if not executor._instances:
-                break
-            await asyncio.sleep(0)
-        assert dict(executor._instances) == {}
+        await eventually(lambda: not executor._instances, within=10)
     finally:
         book.shutdown()
 
